@@ -1,0 +1,258 @@
+"""The daemon's subcommands: `run`, `trigger`, `status`, `config check [PATH]`, `config show`.
+
+Only argparse is imported here; each command imports what it needs when it runs, so
+`autoupdated check` and `--help` do not pay for pydantic or APScheduler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+EXIT_RUN_FAILED = 1
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config_help = (
+        "configuration file (default: /etc/autoupdated.toml; rootless: ~/.config/autoupdated/autoupdated.toml)"
+    )
+
+    run = subparsers.add_parser(
+        "run",
+        help="run the daemon in the foreground (what systemd starts)",
+        description="Run the update job on the configured schedule until stopped. For systemd: Type=notify.",
+    )
+    run.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH", help=config_help)
+    run.set_defaults(func=cmd_run)
+
+    trigger = subparsers.add_parser(
+        "trigger",
+        help="ask the running daemon for a run now",
+        description="Ask the running daemon for a run now. During a run, the request is merged into one "
+        "run right after it.",
+    )
+    trigger.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH", help=config_help)
+    trigger.add_argument("--wait", action="store_true", help="wait for the run to finish and print its outcome")
+    trigger.add_argument("--format", choices=("table", "json"), default="table", help="output with --wait")
+    trigger.set_defaults(func=cmd_trigger)
+
+    status = subparsers.add_parser(
+        "status",
+        help="last run, next run and the outcome per container",
+        description="Ask the running daemon (or read its state file when it is not running).",
+    )
+    status.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH", help=config_help)
+    status.add_argument("--format", choices=("table", "json"), default="table")
+    status.set_defaults(func=cmd_status)
+
+    config = subparsers.add_parser("config", help="check or show the configuration")
+
+    def config_usage(args: argparse.Namespace) -> int:
+        config.print_help(sys.stderr)
+        return 2
+
+    config.set_defaults(func=config_usage)
+    config_sub = config.add_subparsers(dest="config_command", metavar="COMMAND")
+    check = config_sub.add_parser(
+        "check",
+        help="validate a configuration file (exit 78 when invalid)",
+        description="Validate the configuration file (and AUTOUPDATED_* variables). Exit status 78 when invalid.",
+    )
+    check.add_argument("path", nargs="?", metavar="PATH", help="file to check (default: the daemon's)")
+    check.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH", help=argparse.SUPPRESS)
+    check.set_defaults(func=cmd_config_check)
+    show = config_sub.add_parser(
+        "show",
+        help="print the effective configuration and where each value comes from",
+        description="Print every key's effective value and its source: default, file or env.",
+    )
+    show.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH", help=config_help)
+    show.add_argument("--format", choices=("toml", "json"), default="toml")
+    show.set_defaults(func=cmd_config_show)
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    path = getattr(args, "config", None)
+    return str(path) if path else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from autoupdated import daemon
+
+    return daemon.main(_config_path(args))
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from autoupdated import config
+
+    path = args.path or _config_path(args)
+    try:
+        loaded = config.load(path, required=args.path is not None)
+    except config.ConfigError as err:
+        print(f"autoupdated: {err}", file=sys.stderr)
+        return EX_CONFIG
+    if loaded.file_found:
+        print(f"{loaded.path}: OK")
+    else:
+        print(f"{loaded.path}: not found; the defaults apply (and they are valid)")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from autoupdated import config
+
+    try:
+        loaded = config.load(_config_path(args))
+    except config.ConfigError as err:
+        print(f"autoupdated: {err}", file=sys.stderr)
+        return EX_CONFIG
+    print(config.render(loaded, args.format))
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    """The settings that locate the daemon's socket and state.
+
+    A broken file must not hide the running daemon (it keeps its old configuration after a
+    rejected reload), so the defaults are used, with a warning, when the file is invalid.
+    """
+    from autoupdated import config
+
+    try:
+        return config.load(_config_path(args)).settings
+    except config.ConfigError as err:
+        print(
+            f"autoupdated: warning: {err}\nautoupdated: warning: using the default socket and state directory",
+            file=sys.stderr,
+        )
+        return config.Settings.model_construct()
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    from autoupdated import config, control
+
+    settings = _settings(args)
+    path = config.control_socket(settings)
+    try:
+        reply = control.request(path, {"command": "trigger", "wait": args.wait}, timeout=None if args.wait else 10)
+    except control.ControlError as err:
+        print(f"autoupdated: {err}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    if not reply.get("ok"):
+        print(f"autoupdated: the daemon refused: {reply.get('error')}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    if not args.wait:
+        if reply.get("accepted") == "queued":
+            print(f"Run {reply.get('run')} queued: it starts when the run in progress finishes")
+        else:
+            print(f"Run {reply.get('run')} started")
+        return 0
+    result = reply.get("result") or {}
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_run(result))
+    return 0 if result.get("ok") else EXIT_RUN_FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from autoupdated import config, control
+    from autoupdated.state import StateDir
+
+    settings = _settings(args)
+    path = config.control_socket(settings)
+    try:
+        status = control.request(path, {"command": "status"})
+    except control.ControlError as err:
+        state = StateDir(config.state_dir(settings))
+        status = {
+            "ok": True,
+            "daemon": None,
+            "daemon_error": str(err),
+            "current_run": None,
+            "queued_run": None,
+            "next_run": None,
+            "last_run": state.read_last_run(),
+        }
+    if args.format == "json":
+        print(json.dumps(status, indent=2))
+    else:
+        print(format_status(status))
+    return 0
+
+
+def _when(text: object) -> str:
+    if not text:
+        return "none"
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(text)).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    except ValueError:
+        return str(text)
+
+
+def format_run(run: dict[str, Any]) -> str:
+    """A finished run: one summary line, then podman's table of containers."""
+    from autoupdated.report import render, row
+
+    if not run:
+        return "no run yet"
+    verdict = "ok" if run.get("ok") else "FAILED"
+    lines = [
+        f"Run {run.get('run')} ({run.get('reason')}), {_when(run.get('started'))}: {verdict}: {run.get('summary')}"
+        + (" [dry run]" if run.get("dry_run") else "")
+    ]
+    if run.get("error") and run.get("error") != run.get("summary"):
+        lines.append(f"  error: {run['error']}")
+    for message in run.get("errors") or []:
+        lines.append(f"  error: {message}")
+    for message in run.get("warnings") or []:
+        lines.append(f"  warning: {message}")
+    entries = run.get("entries") or []
+    if entries:
+        rows = [
+            row(
+                str(e.get("unit") or ""),
+                str(e.get("container_id") or ""),
+                str(e.get("container_name") or ""),
+                str(e.get("image") or ""),
+                str(e.get("policy") or ""),
+                str(e.get("updated") or ""),
+            )
+            for e in entries
+        ]
+        lines.append("")
+        lines.append(render(rows).rstrip("\n"))
+    return "\n".join(lines)
+
+
+def format_status(status: dict[str, Any]) -> str:
+    daemon = status.get("daemon")
+    lines = []
+    if daemon:
+        state = daemon.get("state", "?")
+        current = status.get("current_run")
+        if current:
+            state = f"running run {current.get('run')} ({current.get('reason')}) since {_when(current.get('started'))}"
+        lines.append(f"Daemon:   running (pid {daemon.get('pid')}), {state}")
+        lines.append(f"Config:   {daemon.get('config')}")
+        delay = daemon.get("randomized_delay") or 0
+        lines.append(
+            f"Schedule: {daemon.get('schedule')} (randomized delay up to {delay:g} s)"
+            + (" [dry run]" if daemon.get("dry_run") else "")
+        )
+        if status.get("queued_run"):
+            lines.append(f"Queued:   run {status['queued_run']}, after the run in progress")
+        lines.append(f"Next run: {_when(status.get('next_run'))}")
+    else:
+        lines.append(f"Daemon:   not running ({status.get('daemon_error')})")
+    last = status.get("last_run")
+    lines.append("Last run: " + ("none yet" if not last else ""))
+    text = "\n".join(lines)
+    if last:
+        text = text + format_run(last)
+    return text

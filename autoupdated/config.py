@@ -1,0 +1,558 @@
+"""The daemon's configuration: `/etc/autoupdated.toml`, with `AUTOUPDATED_*` variables over it.
+
+Loading is strict on purpose: a typo in a key or a wrong type in the file would otherwise be
+silently ignored and the daemon would do something the admin did not ask for.  Every problem
+becomes a `ConfigError` whose text names the file (or variable) and the key, and the CLI turns
+it into exit status 78 (EX_CONFIG) without a traceback.
+
+Values in the file are checked strictly (`rollback = "yes"` is an error: TOML has booleans);
+values from the environment are strings by nature and are converted leniently
+(`AUTOUPDATED_ROLLBACK=0`, `AUTOUPDATED_INCLUDE_CONTAINERS=web*,db`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger
+
+EX_CONFIG = 78
+ENV_PREFIX = "AUTOUPDATED_"
+SYSTEM_CONFIG = Path("/etc/autoupdated.toml")
+CONFIG_ENV = "AUTOUPDATED_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the admin who has to fix it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Durations and schedules
+
+
+_UNITS = {
+    "ms": 0.001,
+    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "d": 86400.0, "day": 86400.0, "days": 86400.0,
+    "w": 604800.0, "week": 604800.0, "weeks": 604800.0,
+}  # fmt: skip
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `"90"`, `"90s"`, `"5m"`, `"1h 30min"` (systemd.time(7)-like spans)."""
+    stripped = text.strip().lower()
+    if not stripped:
+        raise ValueError("empty duration")
+    try:
+        return _finite(float(stripped))
+    except ValueError:
+        pass
+    total = 0.0
+    pos = 0
+    while pos < len(stripped):
+        match = _DURATION_PART.match(stripped, pos)
+        if not match or match.group(2) not in _UNITS:
+            raise ValueError(f'{text!r} is not a duration (use seconds, or e.g. "90s", "5m", "1h 30min")')
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    return _finite(total)
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number of seconds")
+    return value
+
+
+def _to_seconds(value: object) -> object:
+    """Before-validator for durations: a number of seconds or a duration string."""
+    if isinstance(value, bool):
+        raise ValueError('must be a number of seconds or a duration like "5m", not a boolean')
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError("is far too large") from None
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, str):
+        return parse_duration(value)
+    return value  # let pydantic name the wrong type
+
+
+# Calendar shorthands of systemd.time(7) (as OnCalendar= in podman-auto-update.timer uses).
+_SHORTHANDS = {
+    "minutely": "* * * * *",
+    "hourly": "0 * * * *",
+    "daily": "0 0 * * *",
+    "weekly": "0 0 * * mon",
+    "monthly": "0 0 1 * *",
+    "quarterly": "0 0 1 1,4,7,10 *",
+    "semiannually": "0 0 1 1,7 *",
+    "yearly": "0 0 1 1 *",
+    "annually": "0 0 1 1 *",
+}
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab numbering: 0 (and 7) = Sunday
+
+
+def _cron_weekdays(field: str) -> str:
+    """Crontab day-of-week field → APScheduler's, which numbers Monday 0 (its documented 3.x quirk)."""
+    days: set[int] = set()
+    for token in field.lower().split(","):
+        base, _, step_text = token.partition("/")
+        step = 1
+        if step_text:
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise ValueError(f"bad step in day-of-week field {field!r}")
+            step = int(step_text)
+        if base == "*":
+            first, last = 0, 6
+        else:
+            low, _, high = base.partition("-")
+            first = _weekday_number(low, field)
+            last = _weekday_number(high, field) if high else (6 if step_text else first)
+            if last < first:
+                raise ValueError(f"day-of-week range {base!r} runs backwards")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    if len(days) == 7:
+        return "*"
+    return ",".join(_WEEKDAYS[day] for day in sorted(days))
+
+
+def _weekday_number(text: str, field: str) -> int:
+    if text in _WEEKDAYS:
+        return _WEEKDAYS.index(text)
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    raise ValueError(f"bad day of week {text!r} in {field!r} (use 0-7 or sun..sat)")
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When scheduled runs happen: a crontab expression or a fixed interval."""
+
+    text: str
+    cron: str | None = None
+    interval: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Schedule:
+        stripped = " ".join(text.split())
+        lowered = stripped.lower()
+        key = lowered.removeprefix("@")
+        if key in _SHORTHANDS:
+            return cls(stripped, cron=_SHORTHANDS[key])
+        if lowered.startswith("every ") or (lowered and " " not in lowered and lowered[0].isdigit()):
+            try:
+                seconds = parse_duration(lowered.removeprefix("every "))
+            except ValueError:
+                raise ValueError(f'{text!r} is not an interval (write e.g. "every 6h" or "30m")') from None
+            if seconds < 1:
+                raise ValueError(f"interval {text!r} is shorter than one second")
+            return cls(stripped, interval=seconds)
+        schedule = cls(stripped, cron=stripped)
+        try:
+            schedule.trigger()
+        except Exception as err:  # APScheduler raises ValueError, KeyError, IndexError...
+            raise ValueError(
+                f"{text!r} is not a valid schedule: {err}; use a crontab expression "
+                '("minute hour day month weekday", e.g. "0 3 * * *"), a shorthand '
+                '("daily", "hourly", "weekly") or an interval ("every 6h")'
+            ) from None
+        return schedule
+
+    def trigger(self, *, jitter: float = 0.0, timezone: tzinfo | None = None) -> BaseTrigger:
+        """The APScheduler trigger; `jitter` adds 0..N s to each run like RandomizedDelaySec."""
+        from apscheduler.triggers.combining import OrTrigger
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        jitter_arg = int(jitter) if jitter >= 1 else None
+        if self.interval is not None:
+            return IntervalTrigger(seconds=self.interval, jitter=jitter_arg, timezone=timezone)
+        assert self.cron is not None
+        fields = self.cron.split()
+        if len(fields) != 5:
+            raise ValueError(f"wrong number of fields: got {len(fields)}, expected 5")
+        minute, hour, day, month, weekday = fields
+        weekday = _cron_weekdays(weekday)
+
+        def cron(day: str, weekday: str) -> CronTrigger:
+            return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=weekday, timezone=timezone)
+
+        if day != "*" and weekday != "*":
+            # Vixie cron: when both are restricted, either one matching is enough.
+            return OrTrigger([cron(day, "*"), cron("*", weekday)], jitter=jitter_arg)
+        trigger = cron(day, weekday)
+        trigger.jitter = jitter_arg
+        return trigger
+
+    def next_after(self, moment: datetime, timezone: tzinfo | None = None) -> datetime | None:
+        """The first scheduled time after `moment` (timezone-aware), ignoring any randomized delay."""
+        if self.interval is not None:
+            return moment + timedelta(seconds=self.interval)
+        trigger = self.trigger(timezone=timezone)
+        result: datetime | None = trigger.get_next_fire_time(None, moment + timedelta(microseconds=1))
+        return result
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _check_schedule(value: str) -> str:
+    Schedule.parse(value)
+    return value
+
+
+def _split_list(value: object) -> object:
+    """Env values for lists: a JSON array or a comma-separated list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"not a JSON array: {err}") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _nonempty_globs(value: list[str]) -> list[str]:
+    for item in value:
+        if not item:
+            raise ValueError("contains an empty pattern")
+    return value
+
+
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+def _absolute_path(value: str | None) -> str | None:
+    if value is not None and not value.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {value!r}")
+    return value
+
+
+_URL_SCHEMES = ("unix://", "http+unix://", "tcp://", "http://", "https://", "ssh://")
+
+
+def _podman_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(_URL_SCHEMES):
+        raise ValueError(f'{value!r} is not a podman service URL (e.g. "unix:///run/podman/podman.sock")')
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_to_seconds)]
+Globs = Annotated[list[str], NoDecode, BeforeValidator(_split_list), AfterValidator(_nonempty_globs)]
+Concurrency = Annotated[int, Field(ge=1, le=1024)]
+OptionalPath = Annotated[str | None, BeforeValidator(_empty_is_none), AfterValidator(_absolute_path)]
+
+
+class Settings(BaseSettings):
+    """Every configuration key, its type and its default (config/autoupdated.toml documents them)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True, case_sensitive=False
+    )
+
+    # When
+    schedule: Annotated[str, AfterValidator(_check_schedule)] = "daily"
+    randomized_delay: Annotated[Seconds, Field(ge=0)] = 900.0
+    run_on_start: bool = False
+    persistent: bool = True
+    # What a run does
+    dry_run: bool = False
+    rollback: bool = True
+    restart_timeout: Annotated[Seconds, Field(gt=0)] = 300.0
+    stop_timeout: Annotated[Seconds, Field(gt=0)] = 90.0
+    check_concurrency: Concurrency = 16
+    pull_concurrency: Concurrency = 4
+    restart_concurrency: Concurrency = 4
+    health_gate: bool = True
+    settle_time: Annotated[Seconds, Field(ge=0)] = 3.0
+    health_timeout: Annotated[Seconds, Field(gt=0)] = 60.0
+    update_failed_units: bool = False
+    registry_timeout: Annotated[Seconds, Field(gt=0)] = 30.0
+    prune: bool = True
+    include_containers: Globs = Field(default_factory=list)
+    exclude_containers: Globs = Field(default_factory=list)
+    include_units: Globs = Field(default_factory=list)
+    exclude_units: Globs = Field(default_factory=list)
+    # Where things are
+    authfile: OptionalPath = None
+    tls_verify: Annotated[bool | None, BeforeValidator(_empty_is_none)] = None
+    podman_url: Annotated[str | None, BeforeValidator(_empty_is_none), AfterValidator(_podman_url)] = None
+    bus: Literal["auto", "system", "session"] = "auto"
+    state_dir: OptionalPath = None
+    history: bool = True
+    history_db: OptionalPath = None
+    control_socket: OptionalPath = None
+    # How much it says
+    log_level: Literal["debug", "info", "notice", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: Any, init_settings: Any, env_settings: Any, dotenv_settings: Any, file_secret_settings: Any
+    ) -> tuple[Any, ...]:
+        # The file's values arrive as init arguments; the environment wins over them.
+        return (env_settings, init_settings)
+
+    @property
+    def parsed_schedule(self) -> Schedule:
+        return Schedule.parse(self.schedule)
+
+
+KEYS: tuple[str, ...] = tuple(Settings.model_fields)
+Source = Literal["default", "file", "env"]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """Validated settings plus where they came from, for `config show` and error messages."""
+
+    settings: Settings
+    path: Path
+    file_found: bool
+    sources: Mapping[str, Source]
+
+    def describe(self) -> list[tuple[str, object, Source]]:
+        return [(key, getattr(self.settings, key), self.sources[key]) for key in KEYS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Where things live
+
+
+def rootless() -> bool:
+    return os.geteuid() != 0
+
+
+def default_config_path() -> Path:
+    """`$AUTOUPDATED_CONFIG`, else /etc/autoupdated.toml, or ~/.config/autoupdated/ when rootless."""
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    if rootless():
+        base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(base) / "autoupdated" / "autoupdated.toml"
+    return SYSTEM_CONFIG
+
+
+def state_dir(settings: Settings) -> Path:
+    """The key, else $STATE_DIRECTORY (systemd's StateDirectory=), else the usual place."""
+    if settings.state_dir:
+        return Path(settings.state_dir)
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    if rootless():
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "autoupdated"
+    return Path("/var/lib/autoupdated")
+
+
+def runtime_dir() -> Path:
+    if os.environ.get("RUNTIME_DIRECTORY"):
+        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0])
+    if rootless():
+        base = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
+        return Path(base) / "autoupdated"
+    return Path("/run/autoupdated")
+
+
+def history_path(settings: Settings) -> Path | None:
+    """The history database (autoupdated/history.py): `history_db`, else STATE_DIR/history.db;
+    None when `history = false`."""
+    if not settings.history:
+        return None
+    if settings.history_db:
+        return Path(settings.history_db)
+    return state_dir(settings) / "history.db"
+
+
+def control_socket(settings: Settings) -> Path:
+    return Path(settings.control_socket) if settings.control_socket else runtime_dir() / "control.sock"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], bool]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}, False
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a TOML file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); TOML files must be UTF-8") from None
+    try:
+        return tomllib.loads(text), True
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+
+
+def _unknown_key(where: str, key: str) -> str:
+    hint = difflib.get_close_matches(key, KEYS, n=1)
+    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+    return f"{where}: unknown key {key!r}{suggestion} (known keys: {', '.join(KEYS)})"
+
+
+def _describe_error(error: Mapping[str, Any]) -> str:
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    if error.get("type") == "literal_error":
+        message = message.replace("Input should be", "must be")
+    else:
+        message = message.replace("Input should be", "must be")
+    value = error.get("input")
+    if error.get("type") not in ("value_error", "missing") and not isinstance(value, dict | list):
+        message += f" (got {value!r})"
+    return message
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    key = str(loc[0]) if loc else "?"
+    for part in loc[1:]:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return key
+
+
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+_LIST_KEYS = frozenset(("include_containers", "exclude_containers", "include_units", "exclude_units"))
+
+
+def _adapter(key: str) -> TypeAdapter[Any]:
+    if key not in _ADAPTERS:
+        field = Settings.model_fields[key]
+        annotation: Any = field.annotation
+        if field.metadata:
+            annotation = Annotated[(annotation, *field.metadata)]
+        _ADAPTERS[key] = TypeAdapter(annotation)
+    return _ADAPTERS[key]
+
+
+def _check_file_values(path: Path, data: Mapping[str, Any]) -> None:
+    """Strict per-key checks of the file's values, so the error names the file and the key."""
+    problems = []
+    for key, value in data.items():
+        if key not in Settings.model_fields:
+            problems.append(_unknown_key(str(path), key))
+            continue
+        if key in _LIST_KEYS and not isinstance(value, list):
+            # The environment may say "a,b"; the file has TOML arrays for that.
+            problems.append(f'{path}: key {key!r}: must be a list of strings, e.g. ["web*"] (got {value!r})')
+            continue
+        try:
+            _adapter(key).validate_python(value, strict=True)
+        except ValidationError as err:
+            for error in err.errors():
+                loc = (key, *error.get("loc", ()))
+                problems.append(f"{path}: key {_key_path(loc)!r}: {_describe_error(error)}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _env_values() -> dict[str, Any]:
+    try:
+        return dict(EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, case_sensitive=False)())
+    except SettingsError as err:
+        raise ConfigError(f"environment: {err}") from None
+
+
+def load(path: str | os.PathLike[str] | None = None, *, required: bool = False) -> LoadedConfig:
+    """Read and validate the configuration; raises ConfigError (never anything else) when it is wrong.
+
+    A missing file means defaults, unless `required` (an explicit `config check PATH`).
+    """
+    config_path = Path(path) if path is not None else default_config_path()
+    try:
+        data, found = _read_file(config_path)
+        if required and not found:
+            raise ConfigError(f"{config_path}: no such file")
+        _check_file_values(config_path, data)
+        env = _env_values()
+        try:
+            settings = Settings(**data)
+        except ValidationError as err:
+            problems = []
+            for error in err.errors():
+                loc = tuple(error.get("loc", ()))
+                key = str(loc[0]) if loc else "?"
+                where = f"environment variable {ENV_PREFIX}{key.upper()}" if key in env else str(config_path)
+                if error.get("type") == "extra_forbidden":
+                    problems.append(_unknown_key(where, key))
+                else:
+                    problems.append(f"{where}: key {_key_path(loc)!r}: {_describe_error(error)}")
+            raise ConfigError("\n".join(problems)) from None
+        except SettingsError as err:
+            raise ConfigError(f"environment: {err}") from None
+    except ConfigError:
+        raise
+    except RecursionError:
+        raise ConfigError(f"{config_path}: nested too deeply") from None
+    sources: dict[str, Source] = {}
+    for key in KEYS:
+        sources[key] = "env" if key in env else "file" if key in data else "default"
+    return LoadedConfig(settings=settings, path=config_path, file_found=found, sources=sources)
+
+
+# ---------------------------------------------------------------------------------------------
+# Showing
+
+
+def toml_value(value: object) -> str:
+    """A value written the way it would appear in the TOML file."""
+    if value is None:
+        return "<unset>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    return json.dumps(str(value))
+
+
+def render(loaded: LoadedConfig, fmt: str = "toml") -> str:
+    """`config show`: every key, its effective value and where it came from."""
+    if fmt == "json":
+        return json.dumps(
+            {
+                "path": str(loaded.path),
+                "file_found": loaded.file_found,
+                "settings": {key: {"value": value, "source": source} for key, value, source in loaded.describe()},
+            },
+            indent=2,
+        )
+    state = "" if loaded.file_found else " (not found: defaults apply)"
+    lines = [f"# effective configuration; file: {loaded.path}{state}", "# key = value  # source"]
+    rows = [(f"{key} = {toml_value(value)}", source) for key, value, source in loaded.describe()]
+    width = max(len(text) for text, _ in rows)
+    for text, source in rows:
+        lines.append(f"{text:<{width}}  # {source}")
+    return "\n".join(lines)

@@ -1,0 +1,209 @@
+"""Registry credentials from the containers auth files, as containers/image looks them up.
+
+Lookup order (containers/image pkg/docker/config, as podman uses it):
+
+1. an explicit auth file (`--authfile`, the `io.containers.autoupdate.authfile` label, or
+   `$REGISTRY_AUTH_FILE`, which podman turns into the default `--authfile`): only that file,
+   and it must exist and parse;
+2. otherwise `$XDG_RUNTIME_DIR/containers/auth.json` (or `/run/containers/<uid>/auth.json`
+   when XDG_RUNTIME_DIR is unset), `$XDG_CONFIG_HOME/containers/auth.json`
+   (`~/.config/containers/auth.json`), `~/.docker/config.json`, `~/.dockercfg` (legacy).
+   Missing files are skipped.
+
+Within a file the most specific key wins: `host/ns/repo`, then `host/ns`, then `host`, then
+legacy URL keys like `https://host/v1/`.  Credential helpers (`credHelpers`, `credsStore`)
+are not run.
+
+Error texts name the file but never include its content.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoupdated.model import Credentials
+from autoupdated.reference import Reference
+from autoupdated.registry import RegistryConfigError
+
+__all__ = [
+    "AuthFileError",
+    "auth_file_chain",
+    "credentials_for",
+    "lookup_in_document",
+    "parse_auth_document",
+]
+
+log = logging.getLogger(__name__)
+
+
+class AuthFileError(RegistryConfigError):
+    """An auth file that cannot be used.  The message names the file, never its content."""
+
+
+@dataclass(frozen=True, slots=True)
+class _AuthPath:
+    path: Path
+    legacy: bool = False
+
+
+def _explicit_authfile(authfile: str | None) -> str | None:
+    if authfile:
+        return authfile
+    return os.environ.get("REGISTRY_AUTH_FILE") or None
+
+
+def auth_file_chain(authfile: str | None = None, *, home: Path | None = None) -> list[tuple[Path, bool]]:
+    """The files to try, in order, as (path, legacy_format) pairs."""
+    explicit = _explicit_authfile(authfile)
+    if explicit is not None:
+        return [(Path(explicit), False)]
+    paths: list[_AuthPath] = []
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir:
+        if Path(runtime_dir).is_dir():
+            paths.append(_AuthPath(Path(runtime_dir) / "containers" / "auth.json"))
+    else:
+        paths.append(_AuthPath(Path(f"/run/containers/{os.getuid()}/auth.json")))
+    home_dir = home if home is not None else Path(os.environ.get("HOME") or Path.home())
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(home_dir / ".config")
+    paths.append(_AuthPath(Path(config_home) / "containers" / "auth.json"))
+    paths.append(_AuthPath(home_dir / ".docker" / "config.json"))
+    paths.append(_AuthPath(home_dir / ".dockercfg", legacy=True))
+    return [(entry.path, entry.legacy) for entry in paths]
+
+
+def parse_auth_document(text: str | bytes, *, source: str, legacy: bool = False) -> dict[str, dict[str, str]]:
+    """Parse an auth file's content into {key: {"auth": ..., "identitytoken": ...}}.
+
+    Raises AuthFileError naming `source` (never quoting the content) when it is malformed.
+    """
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        where = ""
+        if isinstance(err, json.JSONDecodeError):
+            where = f" at line {err.lineno} column {err.colno}"
+        raise AuthFileError(f"reading JSON file {source!r}: invalid JSON{where}") from None
+    if not isinstance(doc, dict):
+        raise AuthFileError(f"reading JSON file {source!r}: the top level is not a JSON object")
+    if legacy:
+        entries: object = doc
+    else:
+        entries = doc.get("auths", {})
+        if entries is None:
+            entries = {}
+    if not isinstance(entries, dict):
+        raise AuthFileError(f'reading JSON file {source!r}: "auths" is not a JSON object')
+    result: dict[str, dict[str, str]] = {}
+    for key, value in entries.items():
+        if not isinstance(value, dict):
+            raise AuthFileError(f"reading JSON file {source!r}: the entry for {key!r} is not a JSON object")
+        entry: dict[str, str] = {}
+        for field_name in ("auth", "identitytoken"):
+            field_value = value.get(field_name)
+            if field_value is None:
+                continue
+            if not isinstance(field_value, str):
+                raise AuthFileError(f"reading JSON file {source!r}: field {field_name!r} of {key!r} is not a string")
+            entry[field_name] = field_value
+        result[key] = entry
+    return result
+
+
+def _normalize_registry(host: str) -> str:
+    if host in ("registry-1.docker.io", "docker.io", "index.docker.io"):
+        return "docker.io"
+    return host
+
+
+def _normalize_key(key: str, legacy: bool) -> str:
+    stripped = key.removeprefix("http://").removeprefix("https://")
+    if legacy or stripped != key:
+        stripped = stripped.split("/", 1)[0]
+    return _normalize_registry(stripped)
+
+
+def _keys_for(ref: Reference) -> list[str]:
+    """`host/ns/repo`, `host/ns`, `host`: most specific first (containers/image authKeysForRef)."""
+    name = ref.name
+    keys = [name]
+    while "/" in name:
+        name = name.rsplit("/", 1)[0]
+        keys.append(name)
+    return keys
+
+
+def _decode(entry: Mapping[str, str], key: str, source: str) -> Credentials | None:
+    auth = entry.get("auth", "")
+    identity_token = entry.get("identitytoken", "")
+    if not auth:
+        if identity_token:
+            return Credentials(username="", password="", identity_token=identity_token)
+        log.debug("empty credential entry %r in %s (a credential helper marker?), moving on", key, source)
+        return None
+    try:
+        decoded = base64.b64decode(auth, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise AuthFileError(f'reading JSON file {source!r}: the "auth" field of {key!r} is not valid base64') from None
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        # containers/image skips such entries with a warning (and never prints the text)
+        log.warning('error parsing the "auth" field of a credential entry %r in %s, missing colon', key, source)
+        return None
+    return Credentials(username=user, password=password.strip("\x00"), identity_token=identity_token)
+
+
+def lookup_in_document(
+    entries: Mapping[str, Mapping[str, str]], ref: Reference, *, source: str, legacy: bool = False
+) -> Credentials | None:
+    """Find the credentials for `ref` in one parsed auth document (most specific key first)."""
+    if not legacy:
+        for key in _keys_for(ref):
+            if key in entries:
+                return _decode(entries[key], key, source)
+    registry = _normalize_registry(ref.domain)
+    for key in sorted(entries):  # sorted: deterministic when several legacy keys normalize alike
+        if _normalize_key(key, legacy) == registry:
+            return _decode(entries[key], key, source)
+    return None
+
+
+def credentials_for(ref: Reference, authfile: str | None, *, home: Path | None = None) -> Credentials | None:
+    """The credentials podman would use for `ref`, or None for anonymous access.
+
+    `authfile` (the --authfile option or the container's authfile label) restricts the lookup
+    to that file; `$REGISTRY_AUTH_FILE` does the same when `authfile` is None.  Raises
+    AuthFileError when that explicit file is missing or malformed, or when a file of the
+    default chain exists but is malformed.
+    """
+    explicit = _explicit_authfile(authfile)
+    for path, legacy in auth_file_chain(authfile, home=home):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            if explicit is not None:
+                raise AuthFileError(f"checking authfile: stat {path}: no such file or directory") from None
+            continue
+        except NotADirectoryError:
+            if explicit is not None:
+                raise AuthFileError(f"checking authfile: stat {path}: not a directory") from None
+            continue
+        except IsADirectoryError:
+            raise AuthFileError(f"reading auth file {path}: is a directory, not a file") from None
+        except PermissionError:
+            raise AuthFileError(f"reading auth file {path}: permission denied") from None
+        except OSError as err:
+            raise AuthFileError(f"reading auth file {path}: {err.strerror or type(err).__name__}") from None
+        entries = parse_auth_document(data, source=str(path), legacy=legacy)
+        found = lookup_in_document(entries, ref, source=str(path), legacy=legacy)
+        if found is not None:
+            log.debug("using credentials for %s from %s", ref.name, path)
+            return found
+    return None

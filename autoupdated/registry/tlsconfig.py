@@ -1,0 +1,338 @@
+"""TLS and insecure-registry settings, as containers/image reads them.
+
+* `registries.conf` (the main file, `$CONTAINERS_REGISTRIES_CONF` if set, plus every
+  `registries.conf.d/*.conf` drop-in in name order): v2 `[[registry]]` tables with
+  `location`, `prefix`, `insecure`, `blocked`; or v1 `[registries.insecure]` /
+  `[registries.block]` lists.  A drop-in's entry replaces an earlier one with the same
+  prefix.  The longest matching prefix wins (`*.example.com` wildcards supported).
+* certs.d (`/etc/containers/certs.d/<host[:port]>/`, then `/etc/docker/certs.d/...`):
+  `*.crt` are extra CAs (added to the system ones), `*.cert` + `*.key` a client pair.
+
+`tls_verify` (the --tls-verify option): None lets registries.conf decide; False treats every
+registry as insecure; True always verifies and never uses plain HTTP.
+
+Parsing (`parse_registries_conf`, `find_registry`) is pure; `TLSConfig` reads the files.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_CERTS_DIRS",
+    "DEFAULT_REGISTRIES_CONF",
+    "DEFAULT_REGISTRIES_CONF_DIR",
+    "RegistriesConfError",
+    "RegistryEntry",
+    "TLSConfig",
+    "TLSConfigError",
+    "TLSSettings",
+    "find_registry",
+    "parse_registries_conf",
+]
+
+DEFAULT_REGISTRIES_CONF = Path("/etc/containers/registries.conf")
+DEFAULT_REGISTRIES_CONF_DIR = Path("/etc/containers/registries.conf.d")
+DEFAULT_CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
+
+
+class TLSConfigError(Exception):
+    """Configuration that cannot be used (bad certs.d content, unreadable files)."""
+
+
+class RegistriesConfError(TLSConfigError):
+    """A registries.conf that cannot be parsed; the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryEntry:
+    prefix: str
+    location: str
+    insecure: bool = False
+    blocked: bool = False
+
+
+def _validate_location(value: str, *, source: str, what: str) -> str:
+    if "://" in value:
+        raise RegistriesConfError(f"{source}: invalid {what} {value!r}: URI schemes are not supported")
+    return value.rstrip("/")
+
+
+def _bool(table: dict[str, object], key: str, *, source: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise RegistriesConfError(f"{source}: {key!r} must be true or false")
+    return value
+
+
+def _string_list(table: object, key: str, *, source: str) -> list[str]:
+    if table is None:
+        return []
+    if not isinstance(table, dict):
+        raise RegistriesConfError(f"{source}: [registries.{key}] must be a table")
+    values = table.get("registries", [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise RegistriesConfError(f"{source}: [registries.{key}] registries must be a list of strings")
+    return [v for v in values if isinstance(v, str)]
+
+
+def parse_registries_conf(text: str, *, source: str = "registries.conf") -> list[RegistryEntry]:
+    """Parse one registries.conf (v1 or v2) into entries.  Raises RegistriesConfError."""
+    try:
+        doc = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as err:
+        raise RegistriesConfError(f"loading registries configuration {source!r}: {err}") from None
+    entries: list[RegistryEntry] = []
+    raw_v2 = doc.get("registry", [])
+    if not isinstance(raw_v2, list):
+        raise RegistriesConfError(f"{source}: [[registry]] must be an array of tables")
+    for table in raw_v2:
+        if not isinstance(table, dict):
+            raise RegistriesConfError(f"{source}: [[registry]] must be an array of tables")
+        location = table.get("location", "")
+        prefix = table.get("prefix", "")
+        if not isinstance(location, str) or not isinstance(prefix, str):
+            raise RegistriesConfError(f"{source}: location and prefix must be strings")
+        location = _validate_location(location, source=source, what="location")
+        prefix = _validate_location(prefix, source=source, what="prefix") if prefix else location
+        if not prefix:
+            raise RegistriesConfError(f"{source}: a [[registry]] needs a location or a prefix")
+        if prefix.startswith("*.") and not prefix[2:]:
+            raise RegistriesConfError(f"{source}: invalid prefix {prefix!r}")
+        entries.append(
+            RegistryEntry(
+                prefix=prefix,
+                location=location,
+                insecure=_bool(table, "insecure", source=source),
+                blocked=_bool(table, "blocked", source=source),
+            )
+        )
+    v1 = doc.get("registries")
+    if v1 is not None:
+        if not isinstance(v1, dict):
+            raise RegistriesConfError(f"{source}: [registries] must be a table")
+        insecure = _string_list(v1.get("insecure"), "insecure", source=source)
+        blocked = _string_list(v1.get("block"), "block", source=source)
+        search = _string_list(v1.get("search"), "search", source=source)
+        if (insecure or blocked or search) and entries:
+            raise RegistriesConfError(f"{source}: mixing sysregistry v1/v2 is not supported")
+        merged: dict[str, RegistryEntry] = {}
+        for name in insecure:
+            location = _validate_location(name, source=source, what="registry")
+            merged[location] = RegistryEntry(location, location, insecure=True)
+        for name in blocked:
+            location = _validate_location(name, source=source, what="registry")
+            old = merged.get(location, RegistryEntry(location, location))
+            merged[location] = RegistryEntry(location, location, insecure=old.insecure, blocked=True)
+        entries.extend(merged.values())
+    return entries
+
+
+def _match_length(ref: str, prefix: str) -> int:
+    """containers/image refMatchingPrefix: the matched length, or -1."""
+    if prefix.startswith("*."):
+        host = ref.split("/", 1)[0].split(":", 1)[0]
+        suffix = prefix[1:]  # ".example.com"
+        if host.endswith(suffix) and len(host) > len(suffix):
+            return len(prefix)
+        return -1
+    if len(ref) < len(prefix):
+        return -1
+    if len(ref) == len(prefix):
+        return len(prefix) if ref == prefix else -1
+    if not ref.startswith(prefix):
+        return -1
+    return len(prefix) if ref[len(prefix)] in ":/@" else -1
+
+
+def find_registry(entries: Sequence[RegistryEntry], reference: str) -> RegistryEntry | None:
+    """The entry whose prefix matches `reference` (host[/path]) longest, or None."""
+    best: RegistryEntry | None = None
+    best_length = -1
+    for entry in entries:
+        length = _match_length(reference, entry.prefix)
+        if length > best_length:
+            best, best_length = entry, length
+    return best
+
+
+def _merge(base: list[RegistryEntry], updates: list[RegistryEntry]) -> list[RegistryEntry]:
+    by_prefix = {entry.prefix: entry for entry in base}
+    for entry in updates:
+        by_prefix[entry.prefix] = entry
+    return list(by_prefix.values())
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """How to talk to one registry host."""
+
+    verify: bool = True
+    allow_http: bool = False  # insecure: plain HTTP is tried when HTTPS fails
+    ca_files: tuple[str, ...] = ()
+    client_cert: tuple[str, str] | None = None  # (cert, key)
+    cert_dir: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        try:
+            for ca_file in self.ca_files:
+                context.load_verify_locations(cafile=ca_file)
+            if self.client_cert is not None:
+                context.load_cert_chain(self.client_cert[0], self.client_cert[1])
+        except (ssl.SSLError, OSError) as err:
+            raise TLSConfigError(
+                f"loading certificates from {self.cert_dir or 'certs.d'}: {getattr(err, 'strerror', None) or err}"
+            ) from None
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+class TLSConfig:
+    """Reads registries.conf and certs.d once; answers per registry.
+
+    Every path is overridable so tests (and unusual hosts) need not touch /etc.
+    `registries_conf_dirs` defaults to `/etc/containers/registries.conf.d` plus
+    `~/.config/containers/registries.conf.d`.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls_verify: bool | None = None,
+        registries_conf: str | Path | None = None,
+        registries_conf_dirs: Sequence[str | Path] | None = None,
+        certs_dirs: Sequence[str | Path] | None = None,
+    ) -> None:
+        self.tls_verify = tls_verify
+        home = Path(os.environ.get("HOME") or Path.home())
+        explicit_conf = registries_conf is not None or bool(os.environ.get("CONTAINERS_REGISTRIES_CONF"))
+        if registries_conf is None:
+            env = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+            user_conf = home / ".config" / "containers" / "registries.conf"
+            registries_conf = env or (user_conf if user_conf.is_file() else DEFAULT_REGISTRIES_CONF)
+        self.registries_conf = Path(registries_conf)
+        if registries_conf_dirs is None:
+            registries_conf_dirs = [
+                DEFAULT_REGISTRIES_CONF_DIR,
+                home / ".config" / "containers" / "registries.conf.d",
+            ]
+        self.registries_conf_dirs = [Path(d) for d in registries_conf_dirs]
+        self.certs_dirs = [Path(d) for d in (certs_dirs if certs_dirs is not None else DEFAULT_CERTS_DIRS)]
+        self.entries = self._load(explicit_conf)
+        self._settings_cache: dict[tuple[bool, str], TLSSettings] = {}
+
+    def _read(self, path: Path) -> str | None:
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or type(err).__name__
+            raise RegistriesConfError(f"loading registries configuration {str(path)!r}: {reason}") from None
+
+    def _load(self, explicit: bool) -> list[RegistryEntry]:
+        entries: list[RegistryEntry] = []
+        text = self._read(self.registries_conf)
+        if text is None and explicit and self.registries_conf != DEFAULT_REGISTRIES_CONF:
+            raise RegistriesConfError(
+                f"loading registries configuration {str(self.registries_conf)!r}: no such file or directory"
+            )
+        if text is not None:
+            entries = parse_registries_conf(text, source=str(self.registries_conf))
+        for directory in self.registries_conf_dirs:
+            try:
+                drop_ins = sorted(p for p in directory.iterdir() if p.suffix == ".conf" and p.is_file())
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as err:
+                raise RegistriesConfError(f"reading {directory}: {err.strerror}") from None
+            for path in drop_ins:
+                drop_in = self._read(path)
+                if drop_in is not None:
+                    entries = _merge(entries, parse_registries_conf(drop_in, source=str(path)))
+        return entries
+
+    def registry_entry(self, reference: str) -> RegistryEntry | None:
+        """The registries.conf entry for `reference` (host, host/repo or a full reference)."""
+        return find_registry(self.entries, reference)
+
+    def is_insecure(self, reference: str) -> bool:
+        """Whether HTTPS without verification and then plain HTTP may be used for `reference`."""
+        if self.tls_verify is not None:
+            return not self.tls_verify
+        entry = self.registry_entry(reference)
+        return bool(entry and entry.insecure)
+
+    def is_blocked(self, reference: str) -> bool:
+        entry = self.registry_entry(reference)
+        return bool(entry and entry.blocked)
+
+    def tls_verify_for(self, reference: str) -> bool | None:
+        """What to pass as podman's `tlsVerify` when pulling `reference`.
+
+        The --tls-verify option when given; False when registries.conf (as this process
+        reads it) marks the registry insecure; otherwise None (podman decides, and uses
+        certs.d itself).
+        """
+        if self.tls_verify is not None:
+            return self.tls_verify
+        return False if self.is_insecure(reference) else None
+
+    def cert_dir(self, host: str) -> Path | None:
+        for base in self.certs_dirs:
+            candidate = base / host
+            if candidate.is_dir():
+                return candidate
+        return None
+
+    def settings_for(self, reference: str, host: str) -> TLSSettings:
+        """TLS settings for requests to `host` (host[:port]) on behalf of `reference`."""
+        insecure = self.is_insecure(reference)
+        cached = self._settings_cache.get((insecure, host))
+        if cached is not None:
+            return cached
+        settings = self._read_settings(insecure, host)
+        self._settings_cache[(insecure, host)] = settings
+        return settings
+
+    def _read_settings(self, insecure: bool, host: str) -> TLSSettings:
+        cert_dir = self.cert_dir(host)
+        ca_files: list[str] = []
+        client_cert: tuple[str, str] | None = None
+        if cert_dir is not None:
+            try:
+                names = sorted(p.name for p in cert_dir.iterdir())
+            except OSError as err:
+                raise TLSConfigError(f"reading certificates directory {cert_dir}: {err.strerror}") from None
+            for name in names:
+                path = cert_dir / name
+                if name.endswith(".crt"):
+                    ca_files.append(str(path))
+                elif name.endswith(".cert"):
+                    key = name[: -len(".cert")] + ".key"
+                    if key not in names:
+                        raise TLSConfigError(f"missing key {key} for client certificate {path}")
+                    if client_cert is None:
+                        client_cert = (str(path), str(cert_dir / key))
+                elif name.endswith(".key"):
+                    cert = name[: -len(".key")] + ".cert"
+                    if cert not in names:
+                        raise TLSConfigError(
+                            f"missing client certificate {cert} for key {path}. "
+                            "Note that CA certificates should use the extension .crt"
+                        )
+        return TLSSettings(
+            verify=not insecure,
+            allow_http=insecure,
+            ca_files=tuple(ca_files),
+            client_cert=client_cert,
+            cert_dir=str(cert_dir) if cert_dir is not None else None,
+        )
