@@ -1,0 +1,114 @@
+"""pytest fixtures for the real components: the booted machine, test images, host podman.
+
+- `machine` (session): one booted machine for the whole session.
+- `machine_services` (function): the same machine; every unit, container, pod and image a
+  test made is removed after it.
+- `image_builder` (session): builds busybox test images offline and pushes them.
+- `podman_service` (session): `unix://...` URL of a host `podman system service` over an
+  isolated store; `podman_host` (session) is the `PodmanService` object itself.
+
+The machine needs root and systemd-nspawn. Without them it is skipped with the reason, except
+under CI (CI=true), where a missing prerequisite is a failure, not a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import procs
+from tests.harness.images import ImageBuilder
+from tests.harness.machine import Machine, reap_stale_machines, rootfs_tarball
+from tests.harness.podman_host import PodmanService
+
+_SUMMARY: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run ended by SIGTERM (CI's timeout, a developer's kill) still stops what it started.
+    procs.install_signal_handlers()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Boot timings at the end of the run, so slow machine setup shows in CI logs."""
+    for line in _SUMMARY:
+        terminalreporter.write_line(f"[harness] {line}")
+
+
+def _missing(tools: tuple[str, ...]) -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    absent = [t for t in tools if shutil.which(t) is None]
+    if absent:
+        return f"needs {', '.join(absent)} (run scripts/setup.sh)"
+    return None
+
+
+def _require(tools: tuple[str, ...], what: str) -> None:
+    reason = _missing(tools)
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} {reason}; CI must run these tests", pytrace=False)
+    pytest.skip(f"{what} {reason}")
+
+
+@pytest.fixture(scope="session")
+def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
+    _require(("systemd-nspawn", "nsenter", "zstd", "tar"), "the systemd-nspawn machine")
+    reaped = reap_stale_machines()
+    if reaped:
+        _SUMMARY.append(f"reaped machines left by dead test runs: {', '.join(reaped)}")
+    t0 = time.monotonic()
+    tarball = rootfs_tarball()
+    recipe = time.monotonic() - t0
+    m = Machine.boot(tarball)
+    _SUMMARY.append(
+        f"machine {m.name}: rootfs ready in {recipe:.1f}s, extracted in {m.times.extract:.1f}s, "
+        f"booted in {m.times.boot:.1f}s"
+        + (f"; failed units at boot: {', '.join(m.failed_units)}" if m.failed_units else "")
+    )
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.fixture
+def machine_services(machine: Machine) -> Iterator[Machine]:
+    """The session machine, cleaned of this test's services, containers and images afterwards."""
+    try:
+        yield machine
+    finally:
+        machine.cleanup_services()
+
+
+@pytest.fixture(scope="session")
+def image_builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageBuilder]:
+    _require(("podman",), "building test images")
+    builder = ImageBuilder(tmp_path_factory.mktemp("images"))
+    procs.on_exit(builder.destroy)
+    try:
+        yield builder
+    finally:
+        procs.forget_exit(builder.destroy)
+        builder.destroy()
+
+
+@pytest.fixture(scope="session")
+def podman_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanService]:
+    _require(("podman",), "the host podman service")
+    base: Path = tmp_path_factory.mktemp("podman")
+    with PodmanService(base) as svc:
+        yield svc
+
+
+@pytest.fixture(scope="session")
+def podman_service(podman_host: PodmanService) -> str:
+    """URL of the host podman REST API (``unix:///...``)."""
+    return podman_host.url

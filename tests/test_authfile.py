@@ -1,0 +1,208 @@
+"""Credentials from the containers auth-file chain (containers/image key matching)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autoupdated.model import Credentials
+from autoupdated.reference import parse
+from autoupdated.registry import RegistryConfigError
+from autoupdated.registry.authfile import (
+    AuthFileError,
+    auth_file_chain,
+    credentials_for,
+    lookup_in_document,
+    parse_auth_document,
+)
+
+SECRET = "pa55-w0rd-that-must-never-show"
+
+
+def auth(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    for var in ("REGISTRY_AUTH_FILE", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("HOME", str(home))
+    return tmp_path
+
+
+def write(path: Path, doc: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_most_specific_key_wins(clean_env: Path) -> None:
+    authfile = write(
+        clean_env / "auth.json",
+        {
+            "auths": {
+                "quay.io": {"auth": auth("host", "h")},
+                "quay.io/org": {"auth": auth("ns", "n")},
+                "quay.io/org/app": {"auth": auth("repo", "r")},
+            }
+        },
+    )
+    assert credentials_for(parse("quay.io/org/app:1"), str(authfile)) == Credentials("repo", "r")
+    assert credentials_for(parse("quay.io/org/other:1"), str(authfile)) == Credentials("ns", "n")
+    assert credentials_for(parse("quay.io/else/x:1"), str(authfile)) == Credentials("host", "h")
+    assert credentials_for(parse("ghcr.io/org/app:1"), str(authfile)) is None
+
+
+def test_legacy_url_keys_and_docker_hub(clean_env: Path) -> None:
+    authfile = write(
+        clean_env / "auth.json",
+        {
+            "auths": {
+                "https://index.docker.io/v1/": {"auth": auth("hub", "x")},
+                "https://registry.example:5000/v1/": {"auth": auth("legacy", "y")},
+            }
+        },
+    )
+    assert credentials_for(parse("docker.io/library/nginx:latest"), str(authfile)) == Credentials("hub", "x")
+    assert credentials_for(parse("registry.example:5000/a:1"), str(authfile)) == Credentials("legacy", "y")
+
+
+def test_identity_token_and_nul_padding(clean_env: Path) -> None:
+    authfile = write(
+        clean_env / "auth.json",
+        {"auths": {"r.example": {"auth": auth("u", "p\x00\x00"), "identitytoken": "idtok"}}},
+    )
+    creds = credentials_for(parse("r.example/a:1"), str(authfile))
+    assert creds == Credentials("u", "p", "idtok")
+
+
+def test_explicit_missing_authfile_is_podmans_error(clean_env: Path) -> None:
+    missing = clean_env / "nope.json"
+    with pytest.raises(AuthFileError) as info:
+        credentials_for(parse("r.example/a:1"), str(missing))
+    assert str(info.value) == f"checking authfile: stat {missing}: no such file or directory"
+    assert isinstance(info.value, RegistryConfigError)
+
+
+def test_registry_auth_file_env_is_exclusive(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = write(clean_env / "env.json", {"auths": {}})
+    write(clean_env / "home" / ".docker" / "config.json", {"auths": {"r.example": {"auth": auth("d", "d")}}})
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(env_file))
+    assert credentials_for(parse("r.example/a:1"), None) is None
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(clean_env / "missing.json"))
+    with pytest.raises(AuthFileError, match="checking authfile"):
+        credentials_for(parse("r.example/a:1"), None)
+
+
+def test_default_chain_order_and_skipping_missing(clean_env: Path) -> None:
+    home = clean_env / "home"
+    ref = parse("r.example/a:1")
+    assert credentials_for(ref, None) is None  # nothing anywhere
+    write(home / ".dockercfg", {"r.example": {"auth": auth("legacycfg", "1")}})
+    assert credentials_for(ref, None) == Credentials("legacycfg", "1")
+    write(home / ".docker" / "config.json", {"auths": {"r.example": {"auth": auth("docker", "2")}}})
+    assert credentials_for(ref, None) == Credentials("docker", "2")
+    write(home / ".config" / "containers" / "auth.json", {"auths": {"r.example": {"auth": auth("config", "3")}}})
+    assert credentials_for(ref, None) == Credentials("config", "3")
+    write(clean_env / "run" / "containers" / "auth.json", {"auths": {"r.example": {"auth": auth("runtime", "4")}}})
+    assert credentials_for(ref, None) == Credentials("runtime", "4")
+
+
+def test_chain_without_xdg_runtime_dir_uses_run_containers_uid(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    chain = [str(p) for p, _ in auth_file_chain(None, home=clean_env / "home")]
+    assert chain[0] == f"/run/containers/{os.getuid()}/auth.json"
+    assert chain[1:] == [
+        str(clean_env / "home" / ".config" / "containers" / "auth.json"),
+        str(clean_env / "home" / ".docker" / "config.json"),
+        str(clean_env / "home" / ".dockercfg"),
+    ]
+
+
+def test_empty_entry_is_a_credential_helper_marker(clean_env: Path) -> None:
+    authfile = write(clean_env / "auth.json", {"auths": {"r.example": {}}, "credHelpers": {"r.example": "x"}})
+    assert credentials_for(parse("r.example/a:1"), str(authfile)) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json " + SECRET,
+        json.dumps({"auths": {"r.example": {"auth": "%%%" + SECRET}}}),
+        json.dumps({"auths": ["r.example", SECRET]}),
+        json.dumps([SECRET]),
+        json.dumps({"auths": {"r.example": {"auth": 5}}}),
+    ],
+)
+def test_malformed_files_name_the_file_but_not_the_content(clean_env: Path, content: str) -> None:
+    authfile = clean_env / "bad.json"
+    authfile.write_text(content)
+    with pytest.raises(AuthFileError) as info:
+        credentials_for(parse("r.example/a:1"), str(authfile))
+    assert str(authfile) in str(info.value)
+    assert SECRET not in str(info.value)
+    assert "%%%" not in str(info.value)
+
+
+def test_missing_colon_is_skipped_with_a_warning_without_secret(
+    clean_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    authfile = write(
+        clean_env / "auth.json", {"auths": {"r.example": {"auth": base64.b64encode(SECRET.encode()).decode()}}}
+    )
+    with caplog.at_level(logging.DEBUG):
+        assert credentials_for(parse("r.example/a:1"), str(authfile)) is None
+    assert "missing colon" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_credentials_repr_hides_password() -> None:
+    creds = Credentials("u", SECRET, "tok-" + SECRET)
+    assert SECRET not in repr(creds) and SECRET not in str(creds)
+
+
+_keys = st.sampled_from(["r.example", "r.example/a", "https://r.example/v1/", "http://r.example", "other", "docker.io"])
+_entry = st.fixed_dictionaries(
+    {},
+    optional={
+        "auth": st.one_of(
+            st.text(max_size=20), st.builds(auth, st.text(max_size=5), st.text(max_size=5)), st.integers()
+        ),
+        "identitytoken": st.one_of(st.text(max_size=10), st.none()),
+    },
+)
+_doc = st.one_of(
+    st.dictionaries(st.just("auths"), st.dictionaries(_keys, _entry, max_size=4)),
+    st.dictionaries(_keys, _entry, max_size=3),
+    st.text(max_size=30),
+    st.lists(st.integers(), max_size=3),
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(_doc, st.booleans())
+def test_parsing_never_crashes_with_anything_else(doc: object, legacy: bool) -> None:
+    text = doc if isinstance(doc, str) else json.dumps(doc)
+    try:
+        entries = parse_auth_document(text, source="/x/auth.json", legacy=legacy)
+        found = lookup_in_document(entries, parse("r.example/a/b:1"), source="/x/auth.json", legacy=legacy)
+    except AuthFileError as err:
+        assert "/x/auth.json" in str(err)
+        return
+    assert found is None or isinstance(found, Credentials)

@@ -1,0 +1,330 @@
+"""The engine's plan, with fault injection through in-memory adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from autoupdated import engine
+from tests.fakes import (
+    FakeComparer,
+    FakePodman,
+    FakePuller,
+    FakeRestarter,
+    adapters,
+    cid,
+    container,
+    image,
+)
+
+IMG_A = "quay.io/org/a:latest"
+IMG_B = "quay.io/org/b:latest"
+
+
+def statuses(result: engine.RunResult) -> dict[str, str]:
+    return {e.container_name: str(e.updated) for e in result.entries}
+
+
+def world(*containers, remote=None, new_ids=None):
+    podman = FakePodman(list(containers), images_by_id={"old": image("old", "sha256:old")})
+    comparer = FakeComparer(remote or {IMG_A: "sha256:new", IMG_B: "sha256:old"})
+    puller = FakePuller(new_ids or {IMG_A: "newA", IMG_B: "newB"}, podman=podman)
+    restarter = FakeRestarter(podman=podman)
+    podman.local_names.update({c.raw_image_name: c.image_id for c in containers})
+    return podman, comparer, puller, restarter
+
+
+FAST = {"settle_time": 0.05, "health_timeout": 0.5, "poll_interval": 0.01}
+
+
+async def test_update_pulls_once_per_reference_and_restarts_each_unit_once():
+    podman, comparer, puller, restarter = world(
+        container(1, IMG_A),
+        container(2, IMG_A),
+        container(3, IMG_B),
+        container(4, IMG_A, unit="shared.service"),
+        container(5, IMG_B, unit="shared.service"),
+    )
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "true", "c2": "true", "c3": "false", "c4": "true", "c5": "true"}
+    assert puller.pulled == [IMG_A]
+    assert sorted(restarter.restarts) == ["container-c1.service", "container-c2.service", "shared.service"]
+    assert not result.errors and not result.failed
+    # every task of a restarted unit gets the unit's outcome (c5 had no update itself)
+    assert {e.container_name: e.unit for e in result.entries}["c5"] == "shared.service"
+
+
+async def test_dry_run_reports_pending_and_touches_nothing():
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_B))
+    result = await engine.run(
+        engine.Options(dry_run=True, **FAST), adapters=adapters(podman, comparer, puller, restarter)
+    )
+    assert statuses(result) == {"c1": "pending", "c2": "false"}
+    assert puller.pulled == [] and restarter.restarts == [] and not restarter.connected
+
+
+async def test_invalid_policy_is_an_error_and_the_others_still_update():
+    podman, comparer, puller, restarter = world(container(1, IMG_A, policy="fake_x"), container(2, IMG_A))
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c2": "true"}
+    assert result.failed
+    assert result.errors == [
+        f'auto-updating container "{cid(1)}": invalid auto-update policy "fake_x": '
+        'valid policies are ["disabled" "image" "local" "registry"]'
+    ]
+
+
+async def test_disabled_empty_and_unlabelled_are_skipped_legacy_image_is_registry():
+    podman, comparer, puller, restarter = world(
+        container(1, IMG_A, policy="disabled"),
+        container(2, IMG_A, policy=""),
+        container(3, IMG_A, policy=None),
+        container(4, IMG_A, policy="image"),
+    )
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c4": "true"}
+    assert result.entries[0].policy == "registry"
+
+
+async def test_missing_unit_label_names_container_and_fix():
+    podman, comparer, puller, restarter = world(container(1, IMG_A, unit=None), container(2, IMG_A))
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c2": "true"}
+    assert len(result.errors) == 1
+    assert result.errors[0].startswith(f'auto-updating container "{cid(1)}": no PODMAN_SYSTEMD_UNIT label found')
+    assert "podman generate systemd --new" in result.errors[0] and "Quadlet" in result.errors[0]
+
+
+async def test_pod_containers_restart_the_pods_unit_once():
+    podman, comparer, puller, restarter = world(
+        container(1, IMG_A, unit="container-c1.service", pod="p1"),
+        container(2, IMG_B, unit="container-c2.service", pod="p1"),
+    )
+    podman.infra["p1"] = {"PODMAN_SYSTEMD_UNIT": "pod-p1.service"}
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert restarter.restarts == ["pod-p1.service"]
+    assert {e.unit for e in result.entries} == {"pod-p1.service"}
+    assert statuses(result) == {"c1": "true", "c2": "true"}
+
+
+async def test_failed_restart_rolls_back_by_retagging_and_restarting():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    restarter.fail["container-c1.service"] = 1
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "rolled back"}
+    assert podman.tags == [("old", IMG_A)]
+    assert restarter.restarts == ["container-c1.service", "container-c1.service"]
+    assert not result.failed  # as podman: a successful rollback is not an error ...
+    assert any("rolling back" in w for w in result.warnings)  # ... but it is said
+
+
+async def test_rollback_that_fails_too_is_failed_with_both_steps_named():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    restarter.fail["container-c1.service"] = 2
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "failed"}
+    assert result.errors == [
+        'restarting unit container-c1.service during rollback: error restarting systemd unit "container-c1.service" '
+        'expected "done" but received "failed"'
+    ]
+
+
+async def test_rollback_disabled_reports_failed():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    restarter.fail["container-c1.service"] = 1
+    result = await engine.run(
+        engine.Options(rollback=False, **FAST), adapters=adapters(podman, comparer, puller, restarter)
+    )
+    assert statuses(result) == {"c1": "failed"}
+    assert podman.tags == []
+    assert result.errors[0].startswith("restarting unit container-c1.service during update:")
+
+
+async def test_image_rolled_back_in_one_unit_is_not_rolled_onto_the_next():
+    """podman's quirk: after a rollback, another unit on the same image was restarted onto it."""
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_A), container(3, IMG_B))
+    comparer.remote[IMG_B] = "sha256:newB"
+    restarter.fail["container-c1.service"] = 1
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "rolled back", "c2": "failed", "c3": "true"}
+    assert "container-c2.service" not in restarter.restarts
+    assert any("failed in unit container-c1.service and was rolled back" in e for e in result.errors)
+
+
+async def test_registry_error_fails_only_that_container():
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_B))
+    comparer.remote[IMG_B] = "sha256:newB"
+    comparer.errors[IMG_A] = RuntimeError("authentication required")
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "failed", "c2": "true"}
+    assert result.errors == [f"checking image updates for container {cid(1)}: authentication required"]
+
+
+async def test_pull_failure_keeps_the_unit_untouched():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    puller.errors[IMG_A] = RuntimeError("manifest unknown")
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "failed"}
+    assert restarter.restarts == []
+    assert result.errors == [f"updating image for container {cid(1)}: manifest unknown"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("shortname:latest", 'short name: auto updates require fully-qualified image reference: "shortname:latest"'),
+        (
+            "docker-archive:/x.tar",
+            'auto updates require the docker image transport but image is of transport "docker-archive"',
+        ),
+        ("quay.io/org/notag", 'auto updates require fully-qualified image references (no tag): "quay.io/org/notag"'),
+        ("quay.io/Org/x:1", "enforcing fully-qualified docker transport reference for auto updates: invalid reference"),
+    ],
+)
+async def test_bad_references_fail_with_podmans_texts(raw, message):
+    podman, comparer, puller, restarter = world(container(1, raw), container(2, IMG_A))
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "failed", "c2": "true"}
+    assert result.errors[0].startswith(f"checking image updates for container {cid(1)}: {message}")
+
+
+async def test_digest_pinned_reference_is_skipped_with_a_warning():
+    pinned = "quay.io/org/a:1@sha256:" + "a" * 64
+    podman, comparer, puller, restarter = world(container(1, pinned), container(2, IMG_A))
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "false", "c2": "true"}
+    assert not result.failed
+    assert any("digest-pinned" in w and pinned in w for w in result.warnings)
+    assert comparer.calls == [IMG_A]
+
+
+async def test_local_policy_compares_image_ids():
+    podman, comparer, puller, restarter = world(
+        container(1, "localhost/app:1", policy="local"), container(2, "localhost/same:1", policy="local")
+    )
+    podman.local_names = {"localhost/app:1": "newer", "localhost/same:1": "old"}
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "true", "c2": "false"}
+    assert puller.pulled == [] and restarter.restarts == ["container-c1.service"]
+    assert result.entries[0].new_image_id == "newer"
+
+
+async def test_unreachable_podman_or_bus_is_a_run_error():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    podman.fail_list = OSError("no socket")
+    with pytest.raises(engine.RunError, match="no socket"):
+        await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+
+    from autoupdated.restarter import BusUnavailable
+
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    restarter.connect_error = BusUnavailable("cannot connect to the system D-Bus")
+    with pytest.raises(engine.RunError, match="D-Bus"):
+        await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert puller.pulled == []  # nothing pulled for a run that could never restart
+
+
+async def test_restarts_run_in_parallel_up_to_the_bound_and_after_their_pulls():
+    containers = [container(i, f"quay.io/org/i{i}:1") for i in range(8)]
+    podman, comparer, puller, restarter = world(
+        *containers,
+        remote={c.raw_image_name: "sha256:new" for c in containers},
+        new_ids={c.raw_image_name: "n" for c in containers},
+    )
+    puller.delay = 0.01
+    restarter.delay = 0.05
+    result = await engine.run(
+        engine.Options(restart_concurrency=3, **FAST), adapters=adapters(podman, comparer, puller, restarter)
+    )
+    assert set(statuses(result).values()) == {"true"}
+    assert restarter.max_in_flight == 3
+    for c in containers:
+        assert restarter.started_at[f"container-{c.name}.service"] >= puller.done_at[c.raw_image_name]
+
+
+async def test_restart_bound_of_one_behaves_like_podman():
+    containers = [container(i, f"quay.io/org/i{i}:1") for i in range(4)]
+    podman, comparer, puller, restarter = world(
+        *containers,
+        remote={c.raw_image_name: "sha256:new" for c in containers},
+        new_ids={c.raw_image_name: "n" for c in containers},
+    )
+    restarter.delay = 0.01
+    await engine.run(
+        engine.Options(restart_concurrency=1, **FAST), adapters=adapters(podman, comparer, puller, restarter)
+    )
+    assert restarter.max_in_flight == 1 and len(restarter.restarts) == 4
+
+
+async def test_stop_requested_leaves_updates_pending_and_starts_no_restart():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    stop = asyncio.Event()
+    stop.set()
+    result = await engine.run(engine.Options(**FAST), stop=stop, adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "pending"}
+    assert restarter.restarts == [] and puller.pulled == []
+
+
+async def test_filters_select_containers_and_units():
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_A), container(3, IMG_A))
+    opts = engine.Options(include_containers=("c*",), exclude_containers=("c2",), exclude_units=("*c3*",), **FAST)
+    result = await engine.run(opts, adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "true"}
+
+
+async def test_summary_counts():
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_B))
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert re.fullmatch(r"2 containers: 1 updated, 1 unchanged, 0 pending, 0 rolled back, 0 failed", result.summary())
+
+
+async def test_health_gate_rolls_back_an_image_that_crashes_after_start():
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_B))
+    comparer.remote[IMG_B] = "sha256:newB"
+    podman.crashing["newA"] = 2  # up for two polls, then gone (a --rm container that exited)
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "rolled back", "c2": "true"}
+    assert podman.tags == [("old", IMG_A)]
+    assert podman.running["c1"].image_id == "old"  # the rollback restart put the old image back
+    assert any("container c1 in unit container-c1.service exited" in w for w in result.warnings)
+
+
+async def test_health_gate_off_behaves_like_podman():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    podman.crashing["newA"] = 2
+    opts = engine.Options(health_gate=False, **FAST)
+    result = await engine.run(opts, adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "true"}
+
+
+async def test_health_gate_waits_for_healthy_and_rolls_back_unhealthy():
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_B))
+    comparer.remote[IMG_B] = "sha256:newB"
+    podman.health.update({"newA": "healthy", "newB": "unhealthy"})
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "true", "c2": "rolled back"}
+    assert any("did not become healthy within 0.5 s" in w for w in result.warnings)
+
+
+async def test_a_container_that_never_comes_up_is_rolled_back():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    podman.crashing["newA"] = 0
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "rolled back"}
+    assert any("did not become running" in w for w in result.warnings)
+
+
+async def test_canary_unit_proves_an_image_before_the_others_restart_in_parallel():
+    podman, comparer, puller, restarter = world(*(container(i, IMG_A) for i in range(1, 5)))
+    restarter.delay = 0.02
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert set(statuses(result).values()) == {"true"}
+    assert restarter.restarts[0] == "container-c1.service"
+    canary_start = restarter.started_at["container-c1.service"]
+    followers = [restarter.started_at[f"container-c{i}.service"] for i in (2, 3, 4)]
+    # followers start only after the canary's restart and settle time, and together
+    assert min(followers) >= canary_start + 0.02 + FAST["settle_time"]
+    assert max(followers) - min(followers) < 0.02
+    assert restarter.max_in_flight == 3

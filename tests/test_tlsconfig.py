@@ -1,0 +1,211 @@
+"""registries.conf (v1/v2, drop-ins, prefixes) and certs.d, as containers/image reads them."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+import trustme
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autoupdated.registry.tlsconfig import (
+    RegistriesConfError,
+    RegistryEntry,
+    TLSConfig,
+    TLSConfigError,
+    find_registry,
+    parse_registries_conf,
+)
+
+
+def config(tmp_path: Path, main: str = "", drop_ins: dict[str, str] | None = None, **kw: object) -> TLSConfig:
+    conf = tmp_path / "registries.conf"
+    conf.write_text(main)
+    directory = tmp_path / "registries.conf.d"
+    directory.mkdir(exist_ok=True)
+    for name, text in (drop_ins or {}).items():
+        (directory / name).write_text(text)
+    certs = tmp_path / "certs.d"
+    certs.mkdir(exist_ok=True)
+    return TLSConfig(registries_conf=conf, registries_conf_dirs=[directory], certs_dirs=[certs], **kw)  # type: ignore[arg-type]
+
+
+def test_v2_entries_prefix_defaults_to_location() -> None:
+    entries = parse_registries_conf(
+        """
+unqualified-search-registries = ["docker.io"]
+[[registry]]
+location = "reg.example:5000"
+insecure = true
+[[registry]]
+prefix = "quay.io/blocked"
+location = "quay.io/blocked"
+blocked = true
+"""
+    )
+    assert entries == [
+        RegistryEntry("reg.example:5000", "reg.example:5000", insecure=True),
+        RegistryEntry("quay.io/blocked", "quay.io/blocked", blocked=True),
+    ]
+
+
+def test_v1_lists() -> None:
+    entries = parse_registries_conf(
+        """
+[registries.search]
+registries = ["docker.io"]
+[registries.insecure]
+registries = ["a.example:5000", "b.example"]
+[registries.block]
+registries = ["b.example"]
+"""
+    )
+    assert RegistryEntry("a.example:5000", "a.example:5000", insecure=True) in entries
+    assert RegistryEntry("b.example", "b.example", insecure=True, blocked=True) in entries
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('[[registry]]\nlocation = "x"\n[registries.insecure]\nregistries = ["y"]\n', "mixing sysregistry v1/v2"),
+        ('[[registry]]\nlocation = "https://x.example"\n', "URI schemes are not supported"),
+        ("[[registry]]\ninsecure = true\n", "needs a location or a prefix"),
+        ('[[registry]]\nlocation = "x"\ninsecure = "yes"\n', "must be true or false"),
+        ("this is = = not toml", "loading registries configuration"),
+        ('registry = "x"', "array of tables"),
+    ],
+)
+def test_bad_registries_conf(text: str, fragment: str) -> None:
+    with pytest.raises(RegistriesConfError, match=fragment):
+        parse_registries_conf(text, source="/etc/containers/registries.conf")
+
+
+def test_longest_prefix_and_port_and_wildcards() -> None:
+    entries = [
+        RegistryEntry("example.com", "example.com", insecure=True),
+        RegistryEntry("example.com/team", "example.com/team"),
+        RegistryEntry("*.corp.example", "", insecure=True),
+    ]
+    assert find_registry(entries, "example.com/team/app") == entries[1]
+    assert find_registry(entries, "example.com/teamx/app") == entries[0]
+    assert find_registry(entries, "example.com:5000/app") == entries[0]  # containers/image quirk
+    assert find_registry(entries, "example.community/app") is None
+    assert find_registry(entries, "reg.corp.example/app") == entries[2]
+    assert find_registry(entries, "corp.example/app") is None
+
+
+def test_drop_ins_override_by_prefix_in_name_order(tmp_path: Path) -> None:
+    tls = config(
+        tmp_path,
+        '[[registry]]\nlocation = "a.example"\ninsecure = true\n',
+        {
+            "10-a.conf": '[[registry]]\nlocation = "a.example"\ninsecure = false\n',
+            "20-b.conf": '[[registry]]\nlocation = "b.example"\ninsecure = true\n',
+            "ignored.txt": "not toml at all ===",
+        },
+    )
+    assert not tls.is_insecure("a.example/x")
+    assert tls.is_insecure("b.example/x")
+    assert tls.tls_verify_for("b.example/x") is False
+    assert tls.tls_verify_for("a.example/x") is None
+
+
+def test_tls_verify_option_overrides(tmp_path: Path) -> None:
+    text = '[[registry]]\nlocation = "a.example"\ninsecure = true\n'
+    assert config(tmp_path, text, tls_verify=True).settings_for("a.example/x", "a.example").allow_http is False
+    assert config(tmp_path, text, tls_verify=True).tls_verify_for("a.example/x") is True
+    loose = config(tmp_path, "", tls_verify=False).settings_for("z.example/x", "z.example")
+    assert (loose.verify, loose.allow_http) == (False, True)
+
+
+def test_env_override_and_missing_explicit_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "env.conf"
+    conf.write_text('[[registry]]\nlocation = "env.example"\ninsecure = true\n')
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
+    tls = TLSConfig(registries_conf_dirs=[], certs_dirs=[])
+    assert tls.is_insecure("env.example/a")
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(tmp_path / "missing.conf"))
+    with pytest.raises(RegistriesConfError, match=r"missing\.conf"):
+        TLSConfig(registries_conf_dirs=[], certs_dirs=[])
+
+
+def test_blocked(tmp_path: Path) -> None:
+    tls = config(tmp_path, '[[registry]]\nlocation = "bad.example"\nblocked = true\n')
+    assert tls.is_blocked("bad.example/x") and not tls.is_blocked("good.example/x")
+
+
+def test_certs_d_cas_and_client_pair(tmp_path: Path) -> None:
+    tls = config(tmp_path)
+    ca = trustme.CA()
+    host_dir = tmp_path / "certs.d" / "reg.example:5000"
+    host_dir.mkdir()
+    ca.cert_pem.write_to_path(str(host_dir / "ca.crt"))
+    leaf = ca.issue_cert("client.example")
+    leaf.cert_chain_pems[0].write_to_path(str(host_dir / "client.cert"))
+    leaf.private_key_pem.write_to_path(str(host_dir / "client.key"))
+    settings = tls.settings_for("reg.example:5000/app", "reg.example:5000")
+    assert settings.ca_files == (str(host_dir / "ca.crt"),)
+    assert settings.client_cert == (str(host_dir / "client.cert"), str(host_dir / "client.key"))
+    assert settings.verify and not settings.allow_http
+    context = settings.ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert tls.settings_for("other.example/app", "other.example").ca_files == ()
+
+
+def test_certs_d_key_without_cert_is_an_error(tmp_path: Path) -> None:
+    tls = config(tmp_path)
+    host_dir = tmp_path / "certs.d" / "reg.example"
+    host_dir.mkdir()
+    (host_dir / "ca.key").write_text("x")
+    with pytest.raises(TLSConfigError, match=r"missing client certificate ca\.cert"):
+        tls.settings_for("reg.example/app", "reg.example")
+
+
+def test_bad_ca_file_is_a_config_error(tmp_path: Path) -> None:
+    tls = config(tmp_path)
+    host_dir = tmp_path / "certs.d" / "reg.example"
+    host_dir.mkdir()
+    (host_dir / "ca.crt").write_text("not a certificate")
+    with pytest.raises(TLSConfigError, match="loading certificates"):
+        tls.settings_for("reg.example/app", "reg.example").ssl_context()
+
+
+_names = st.sampled_from(["a.example", "a.example:5000", "*.example", "a.example/ns", "b", "", "http://x"])
+_values = st.one_of(st.booleans(), st.text(max_size=5), st.integers())
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+_table = st.fixed_dictionaries(
+    {}, optional={"location": _names, "prefix": _names, "insecure": _values, "blocked": _values}
+)
+
+
+@given(
+    st.one_of(
+        st.lists(_table, max_size=4).map(
+            lambda tables: "".join(
+                "[[registry]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in t.items()) for t in tables
+            )
+        ),
+        st.lists(_names, max_size=3).map(lambda names: "[registries.insecure]\nregistries = " + repr(names) + "\n"),
+        st.text(max_size=80),
+    ),
+    st.sampled_from(["a.example/x", "a.example:5000/x", "q.example/y", "b/c"]),
+)
+def test_parsing_never_crashes_with_anything_else(text: str, ref: str) -> None:
+    try:
+        entries = parse_registries_conf(text, source="/etc/containers/registries.conf")
+    except RegistriesConfError as err:
+        assert "registries.conf" in str(err)
+        return
+    found = find_registry(entries, ref)
+    assert found is None or found in entries
