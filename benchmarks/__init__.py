@@ -1,0 +1,1 @@
+"""The side-by-side benchmark of autoupdated and podman auto-update (docs/benchmarks.md)."""

@@ -1,0 +1,291 @@
+"""Measurements besides the A/B runs: start-up cost of the CLI, and what an idle daemon costs.
+
+Start-up (in a machine with no labelled container): `python -X importtime` of `autoupdated
+check`, and the wall time of `autoupdated --help`, of a `check` that finds nothing, of
+`python -c pass` and of `podman auto-update` with nothing to do, each timed inside the machine.
+
+The daemon: `autoupdated run --config FILE` as a transient systemd service (Type=notify,
+WatchdogSec=60s, as systemd/autoupdated.service has), an interval schedule, a run at start and
+two `autoupdated trigger --wait`, so three runs over the whole fleet.  Then, idle: its memory
+(VmRSS, VmHWM, Pss) and its wake-ups over a window: scheduler run counts of every thread
+(/proc/PID/task/*/schedstat) and context switches, then `strace -f -c` over a second window
+for the syscalls behind them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.environment import AUTOUPDATED_ENV, PYCACHE
+from tests.harness.machine import VENV_PYTHON, Machine
+
+DAEMON_UNIT = "autoupdated-bench.service"
+DAEMON_CONFIG = "/etc/autoupdated-bench.toml"
+DAEMON_TOML = """\
+schedule = "every 1h"
+randomized_delay = 0
+run_on_start = true
+persistent = false
+state_dir = "/var/lib/autoupdated-bench"
+control_socket = "/run/autoupdated-bench/control.sock"
+log_level = "info"
+"""
+
+_TIMER = r"""
+import json, statistics, subprocess, sys, time
+runs = int(sys.argv[1])
+commands = json.loads(sys.argv[2])
+out = {}
+for name, argv in commands.items():
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        times.append(time.perf_counter() - t0)
+        if p.returncode not in (0, 2):
+            print(json.dumps({"error": name, "stderr": p.stderr.decode()[-2000:]})); sys.exit(1)
+    out[name] = {"median": statistics.median(times), "min": min(times), "runs": runs}
+print(json.dumps(out))
+"""
+
+
+def _au_env() -> dict[str, str]:
+    return {"PYTHONPATH": "/src", "PYTHONUNBUFFERED": "1", **AUTOUPDATED_ENV}
+
+
+def parse_importtime(stderr: str) -> dict[str, Any]:
+    """Total import time and the heaviest top-level imports from `-X importtime` output."""
+    total_us = 0
+    top: list[tuple[str, int]] = []
+    pattern = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+    for line in stderr.splitlines():
+        match = pattern.match(line)
+        if not match:
+            continue
+        self_us, cumulative_us, indent, name = int(match[1]), int(match[2]), len(match[3]), match[4]
+        total_us += self_us
+        if indent == 1:
+            top.append((name, cumulative_us))
+    heaviest = sorted(top, key=lambda item: item[1], reverse=True)[:10]
+    return {
+        "total_ms": round(total_us / 1000, 1),
+        "modules": sum(1 for line in stderr.splitlines() if pattern.match(line)),
+        "top_level_ms": {name: round(us / 1000, 1) for name, us in heaviest},
+    }
+
+
+def startup(machine: Machine, *, runs: int = 7) -> dict[str, Any]:
+    """Import time and start-up wall times, measured inside the machine (no labelled container)."""
+    env = _au_env()
+    au = [VENV_PYTHON, "-m", "autoupdated"]
+    machine.run(*au, "--help", env=env)  # compiles the bytecode cache once
+    machine.run(*au, "check", env=env, check=False)
+    imports = machine.run(VENV_PYTHON, "-X", "importtime", "-m", "autoupdated", "check", env=env, check=False)
+    modules_check = parse_importtime(imports.stderr)
+    help_imports = machine.run(VENV_PYTHON, "-X", "importtime", "-m", "autoupdated", "--help", env=env)
+    commands = {
+        "python -c pass": [VENV_PYTHON, "-c", "pass"],
+        "autoupdated --help": [*au, "--help"],
+        "autoupdated check (no containers)": [*au, "check"],
+        "podman auto-update (no containers)": ["podman", "auto-update"],
+    }
+    r = machine.run(VENV_PYTHON, "-c", _TIMER, str(runs), json.dumps(commands), env=env, timeout=600)
+    walls = json.loads(r.stdout)
+    if "error" in walls:
+        raise RuntimeError(f"start-up timing failed: {walls}")
+    return {
+        "import_check": modules_check,
+        "import_help_ms": parse_importtime(help_imports.stderr)["total_ms"],
+        "wall_s": {name: round(v["median"], 3) for name, v in walls.items()},
+        "runs": runs,
+        "bytecode_cache": PYCACHE,
+    }
+
+
+# -- the daemon ------------------------------------------------------------------------------
+
+
+def _host_pid(machine: Machine, inner_pid: int) -> int:
+    """The host PID of a process the machine knows as `inner_pid` (NSpid's last field)."""
+    target_ns = os.readlink(f"/proc/{machine.pid}/ns/pid")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.readlink(entry / "ns" / "pid") != target_ns:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("NSpid:") and int(line.split()[-1]) == inner_pid:
+                    return int(entry.name)
+    raise RuntimeError(f"no host process for PID {inner_pid} of machine {machine.name}")
+
+
+def _status_fields(pid: int) -> dict[str, str]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def _kib(value: str) -> int:
+    return int(value.split()[0])
+
+
+def memory(pid: int) -> dict[str, float]:
+    status = _status_fields(pid)
+    rollup = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+            key, _, value = line.partition(":")
+            rollup[key] = value.strip()
+    mb = 1024.0
+    return {
+        "rss_mb": round(_kib(status["VmRSS"]) / mb, 1),
+        "hwm_mb": round(_kib(status["VmHWM"]) / mb, 1),
+        "pss_mb": round(_kib(rollup["Pss"]) / mb, 1) if "Pss" in rollup else -1.0,
+        "anon_mb": round(_kib(status.get("RssAnon", "0 kB")) / mb, 1),
+        "threads": int(status["Threads"]),
+    }
+
+
+def _sched_sample(pid: int) -> dict[str, tuple[int, int, int]]:
+    """Per thread: (times scheduled in, voluntary, involuntary context switches)."""
+    sample = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            runs = int((task / "schedstat").read_text().split()[2])
+            status = {}
+            for line in (task / "status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                status[key] = value.strip()
+            name = (task / "comm").read_text().strip()
+            sample[f"{task.name} {name}"] = (
+                runs,
+                int(status["voluntary_ctxt_switches"]),
+                int(status["nonvoluntary_ctxt_switches"]),
+            )
+    return sample
+
+
+def wakeups(pid: int, window: float) -> dict[str, Any]:
+    before = _sched_sample(pid)
+    time.sleep(window)
+    after = _sched_sample(pid)
+    per_thread = {}
+    for key, (runs, vol, invol) in after.items():
+        b = before.get(key, (0, 0, 0))
+        per_thread[key] = {"scheduled": runs - b[0], "voluntary": vol - b[1], "involuntary": invol - b[2]}
+    total = sum(v["scheduled"] for v in per_thread.values())
+    wakeups = sum(v["voluntary"] for v in per_thread.values())  # each sleep ended by a wake-up
+    return {
+        "window_s": window,
+        "scheduled_total": total,
+        "per_minute": round(total * 60 / window, 1),
+        "wakeups": wakeups,
+        "wakeups_per_minute": round(wakeups * 60 / window, 1),
+        "per_thread": {k: v for k, v in per_thread.items() if v["scheduled"]},
+        "threads": len(after),
+    }
+
+
+def strace_window(pid: int, window: float, workdir: Path) -> dict[str, Any]:
+    """`strace -f -c -p PID` for `window` s: calls per syscall (empty dict when strace is absent)."""
+    if not os.path.exists("/usr/bin/strace"):
+        return {"available": False}
+    out = workdir / "strace.txt"
+    proc = subprocess.Popen(
+        ["/usr/bin/strace", "-f", "-c", "-o", str(out), "-p", str(pid)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(window)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    calls: dict[str, int] = {}
+    text = out.read_text() if out.exists() else ""
+    for line in text.splitlines():
+        parts = line.split()
+        # % time, seconds, usecs/call, calls, [errors], syscall
+        if len(parts) >= 5 and parts[0].replace(".", "", 1).isdigit() and parts[-1] != "total":
+            with contextlib.suppress(ValueError):
+                calls[parts[-1]] = int(parts[3])
+    return {"available": True, "window_s": window, "syscalls": dict(sorted(calls.items(), key=lambda kv: -kv[1]))}
+
+
+def daemon(machine: Machine, workdir: Path, *, window: float = 30.0, runs: int = 3) -> dict[str, Any]:
+    """Start the daemon, let it do `runs` runs, then measure it idle; stop it."""
+    env = _au_env()
+    machine.write(DAEMON_CONFIG, DAEMON_TOML)
+    au = [VENV_PYTHON, "-m", "autoupdated"]
+    setenv = [f"--setenv={key}={value}" for key, value in env.items()]
+    machine.run(
+        "systemd-run",
+        f"--unit={DAEMON_UNIT}",
+        "--property=Type=notify",
+        "--property=NotifyAccess=main",
+        "--property=WatchdogSec=60s",
+        *setenv,
+        *au,
+        "run",
+        "--config",
+        DAEMON_CONFIG,
+        timeout=120,
+    )
+    try:
+        durations: list[float] = []
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            status = json.loads(
+                machine.run(*au, "status", "--config", DAEMON_CONFIG, "--format", "json", env=env).stdout
+            )
+            if (status.get("daemon") or {}).get("runs_completed", 0) >= 1:
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("the daemon's first run did not finish within 600 s")
+        for _ in range(runs - 1):
+            t0 = time.monotonic()
+            r = machine.run(*au, "trigger", "--wait", "--config", DAEMON_CONFIG, env=env, check=False, timeout=900)
+            durations.append(time.monotonic() - t0)
+            if r.returncode != 0:
+                raise RuntimeError(f"autoupdated trigger --wait failed: {r.stdout}{r.stderr}")
+        status = json.loads(machine.run(*au, "status", "--config", DAEMON_CONFIG, "--format", "json", env=env).stdout)
+        inner = int(machine.unit_property(DAEMON_UNIT, "MainPID"))
+        pid = _host_pid(machine, inner)
+        time.sleep(2.0)  # let the last reply and its log lines go out
+        mem = memory(pid)
+        idle = wakeups(pid, window)
+        traced = strace_window(pid, window, workdir)
+        last = status.get("last_run") or {}
+        return {
+            "runs_completed": (status.get("daemon") or {}).get("runs_completed"),
+            "last_run_summary": last.get("summary"),
+            "trigger_wait_s": [round(d, 2) for d in durations],
+            "trigger_wait_median_s": round(statistics.median(durations), 2) if durations else None,
+            "memory": mem,
+            "idle": idle,
+            "strace": traced,
+            "watchdog_sec": 60,
+        }
+    finally:
+        machine.systemctl("stop", DAEMON_UNIT, check=False, timeout=180)
+        machine.systemctl("reset-failed", DAEMON_UNIT, check=False)

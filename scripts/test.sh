@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one test command (README and CI): setup, then ruff, mypy and pytest. Every step runs even
+# after an earlier one failed, so one run shows all problems; the exit status is non-zero if any
+# failed. Extra arguments go to pytest (e.g. scripts/test.sh -k machine -x).
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+export PYTHONDONTWRITEBYTECODE=1
+
+bash scripts/setup.sh || { echo "[test] setup failed" >&2; exit 1; }
+BIN="$REPO/.venv/bin"
+failed=()
+
+step() {
+    local name=$1; shift
+    local t0=$SECONDS
+    echo "[test] == $name"
+    if "$@"; then
+        echo "[test] == $name passed ($((SECONDS - t0)) s)"
+    else
+        local rc=$?
+        echo "[test] == $name FAILED with exit status $rc ($((SECONDS - t0)) s)"
+        failed+=("$name")
+    fi
+}
+
+step "ruff" "$BIN/ruff" check
+step "mypy" "$BIN/mypy"
+# pytest's own status: 5 (no tests collected) fails the run too. The bound is a backstop for a
+# hung test, well inside CI's 90 minutes.
+step "pytest" timeout --kill-after=60 2700 "$BIN/python" -m pytest -ra -p no:cacheprovider "$@"
+
+if ((${#failed[@]})); then
+    echo "[test] failed: ${failed[*]}"
+    exit 1
+fi
+echo "[test] all steps passed"
