@@ -606,10 +606,14 @@ class Engine:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.health_timeout
-        settle_until = loop.time() + self.options.settle_time
         first_seen: dict[str, str] = {}
+        settled_at: dict[str, float] = {}  # the settle time runs from when the new container is first seen
         pending = {task.container.name: task for task in members}
         while pending:
+            # Containers without a healthcheck, once seen up on their new image, are only looked
+            # at again when the settle time is over: a crash in between leaves them gone, exited or
+            # re-created (another ID), so polling them every second would only cost podman CPU.
+            wake = deadline
             for name, task in list(pending.items()):
                 state = await self.a.podman.container_state(name)
                 if state is None or not state.running:
@@ -619,8 +623,7 @@ class Engine:
                             f"container {name} in unit {unit} exited{code} within "
                             f"{self.options.settle_time:g} s of its start; see `journalctl -u {unit}`"
                         )
-                    continue
-                if task.new_image_id and state.image_id != task.new_image_id:
+                elif task.new_image_id and state.image_id != task.new_image_id:
                     pass  # the unit still runs the old container: wait for systemd to replace it
                 elif first_seen.setdefault(name, state.id) != state.id:
                     raise HealthError(
@@ -628,11 +631,16 @@ class Engine:
                         f"(it crashed and systemd started it again); see `journalctl -u {unit}`"
                     )
                 elif state.has_healthcheck:
-                    health = await self.a.podman.run_healthcheck(name)
-                    if health == "healthy":
+                    if await self.a.podman.run_healthcheck(name) == "healthy":
                         del pending[name]
-                elif loop.time() >= settle_until:
+                        continue
+                elif loop.time() >= settled_at.setdefault(name, loop.time() + self.options.settle_time):
                     del pending[name]
+                    continue
+                else:
+                    wake = min(wake, settled_at[name])
+                    continue
+                wake = min(wake, loop.time() + self.options.poll_interval)
             if not pending:
                 return
             if loop.time() >= deadline:
@@ -642,7 +650,7 @@ class Engine:
                     f"{'healthy' if any(n in first_seen for n in pending) else 'running'} within "
                     f"{self.options.health_timeout:g} s; see `podman healthcheck run` and `journalctl -u {unit}`"
                 )
-            await asyncio.sleep(min(self.options.poll_interval, max(0.0, deadline - loop.time())))
+            await asyncio.sleep(max(0.0, wake - loop.time()))
 
     # -- history --------------------------------------------------------------------------
 

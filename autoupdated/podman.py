@@ -180,16 +180,23 @@ class Podman:
             raise PodmanError(f"pulling {reference}: podman reported no image")
         return image_id
 
-    async def container_state(self, name_or_id: str) -> ContainerState | None:
-        """The state of one container now, or None when it does not exist (yet)."""
+    async def container_state(self, name: str) -> ContainerState | None:
+        """The state of the container named `name` now, or None when it does not exist (yet).
+
+        podman resolves a path name as a name or else as an ID prefix, so while a unit has
+        removed its container, "c142" could find another container whose ID starts with c142:
+        only an exact name counts.
+        """
         try:
-            item = (await self._run("get", f"/containers/{name_or_id}/json")).json()
+            item = (await self._run("get", f"/containers/{name}/json")).json()
         except PodmanUnavailable:
             raise
         except PodmanError as err:
             if "no such" in str(err).lower():
                 return None
             raise
+        if str(item.get("Name") or "").lstrip("/") != name:
+            return None
         state = item.get("State") or {}
         health = state.get("Health") or state.get("Healthcheck") or {}
         return ContainerState(

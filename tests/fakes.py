@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -53,10 +54,12 @@ class FakePodman:
     infra: dict[str, dict[str, str]] = field(default_factory=dict)
     tags: list[tuple[str, str]] = field(default_factory=list)
     fail_list: Exception | None = None
-    # images that crash this many polls after start (0 = never comes up), and healthchecks by image
-    crashing: dict[str, int] = field(default_factory=dict)
+    # images whose containers exit this many seconds after their start (0: never come up), and
+    # healthchecks by image; `polls` counts container_state calls (what the gate costs podman)
+    crashing: dict[str, float] = field(default_factory=dict)
     health: dict[str, str] = field(default_factory=dict)
     running: dict[str, ContainerState] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
     polls: dict[str, int] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -76,6 +79,7 @@ class FakePodman:
                 health="",
                 has_healthcheck=image_id in self.health,
             )
+            self.started[c.name] = time.monotonic()
             self.polls[c.name] = 0
 
     async def container_state(self, name: str) -> ContainerState | None:
@@ -83,9 +87,9 @@ class FakePodman:
         if state is None:
             c = next(c for c in self.containers if c.name == name)
             return ContainerState(c.id, c.image_id, "running", True, 0, "before", "", False)
-        self.polls[name] += 1
+        self.polls[name] = self.polls.get(name, 0) + 1
         after = self.crashing.get(state.image_id)
-        if after is not None and self.polls[name] > after:
+        if after is not None and time.monotonic() - self.started.setdefault(name, time.monotonic()) >= after:
             return None if after else ContainerState(state.id, state.image_id, "exited", False, 1, "now", "", False)
         return state
 

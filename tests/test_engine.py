@@ -21,6 +21,7 @@ from tests.fakes import (
 
 IMG_A = "quay.io/org/a:latest"
 IMG_B = "quay.io/org/b:latest"
+IMG_C = "quay.io/org/c:latest"
 
 
 def statuses(result: engine.RunResult) -> dict[str, str]:
@@ -283,7 +284,7 @@ async def test_summary_counts():
 async def test_health_gate_rolls_back_an_image_that_crashes_after_start():
     podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_B))
     comparer.remote[IMG_B] = "sha256:newB"
-    podman.crashing["newA"] = 2  # up for two polls, then gone (a --rm container that exited)
+    podman.crashing["newA"] = 0.02  # up, then gone within the settle time (a --rm container that exited)
     result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
     assert statuses(result) == {"c1": "rolled back", "c2": "true"}
     assert podman.tags == [("old", IMG_A)]
@@ -291,9 +292,34 @@ async def test_health_gate_rolls_back_an_image_that_crashes_after_start():
     assert any("container c1 in unit container-c1.service exited" in w for w in result.warnings)
 
 
+async def test_health_gate_looks_at_a_container_without_healthcheck_twice_not_every_poll():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    opts = engine.Options(settle_time=0.2, health_timeout=1.0, poll_interval=0.01)
+    result = await engine.run(opts, adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "true"}
+    # once up on its new image, then once when the settle time is over (polling: ~20 looks)
+    assert podman.polls["c1"] == 2
+
+
+async def test_restart_bound_is_not_held_while_a_unit_settles():
+    podman, comparer, puller, restarter = world(
+        container(1, IMG_A), container(2, IMG_B), container(3, IMG_C),
+        remote={IMG_A: "sha256:newA", IMG_B: "sha256:newB", IMG_C: "sha256:newC"},
+        new_ids={IMG_A: "newA", IMG_B: "newB", IMG_C: "newC"},
+    )
+    restarter.delay = 0.01
+    opts = engine.Options(restart_concurrency=1, settle_time=0.3, health_timeout=2.0, poll_interval=0.01)
+    result = await engine.run(opts, adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "true", "c2": "true", "c3": "true"}
+    assert restarter.max_in_flight == 1
+    # one restart at a time, but the next starts while the previous unit is still settling
+    starts = sorted(restarter.started_at.values())
+    assert starts[-1] - starts[0] < 0.3, starts
+
+
 async def test_health_gate_off_behaves_like_podman():
     podman, comparer, puller, restarter = world(container(1, IMG_A))
-    podman.crashing["newA"] = 2
+    podman.crashing["newA"] = 0.02
     opts = engine.Options(health_gate=False, **FAST)
     result = await engine.run(opts, adapters=adapters(podman, comparer, puller, restarter))
     assert statuses(result) == {"c1": "true"}

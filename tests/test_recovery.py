@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,7 +124,7 @@ class World:
     def running(self, n: int, image_id: str) -> None:
         """What systemd started before the daemon came back: container n on `image_id`."""
         self.podman.running[f"c{n}"] = ContainerState(f"after{n}", image_id, "running", True, 0, "t", "", False)
-        self.podman.polls[f"c{n}"] = 0
+        self.podman.started[f"c{n}"] = time.monotonic()
 
     async def recover(self) -> engine.RunResult:
         return await recover(self.options, history=self.history, adapters=self.adapters, units=self.units)  # type: ignore[arg-type]
@@ -153,7 +154,7 @@ async def test_unit_on_its_new_image_that_crashes_is_rolled_back(tmp_path: Path)
     w = World(tmp_path)
     w.interrupted(1)
     w.running(1, "new1")
-    w.podman.crashing["new1"] = 2
+    w.podman.crashing["new1"] = 0.02
     result = await w.recover()
     assert [e.updated for e in result.entries] == [Status.ROLLED_BACK]
     assert w.podman.tags == [("old1", ref(1))] and w.restarter.restarts == ["container-c1.service"]
@@ -204,7 +205,7 @@ async def test_rolled_back_unit_that_does_not_come_up_is_failed(tmp_path: Path) 
     w.interrupted(1)
     w.podman.missing.add("c1")
     w.units.looping.add("container-c1.service")
-    w.podman.crashing["old1"] = 1  # the old image crashes too now
+    w.podman.crashing["old1"] = 0.01  # the old image crashes too now
     result = await w.recover()
     assert [e.updated for e in result.entries] == [Status.FAILED]
     word, error = w.results()["c1"]
