@@ -392,8 +392,17 @@ class Snapshot:
 class Fleet:
     """`per_image` units for each of `images` repositories, all with the `registry` policy."""
 
-    def __init__(self, env: BenchEnv, images: int, per_image: int, prefix: str = "b") -> None:
+    def __init__(
+        self, env: BenchEnv, images: int, per_image: int, prefix: str = "b", stop_seconds: float = 0.0
+    ) -> None:
         self.env = env
+        # How long each service takes to shut down on SIGTERM (0: at once, the CPU-bound case;
+        # a real service drains connections and flushes state first).
+        self.command = (
+            list(RUN_FOREVER)
+            if not stop_seconds
+            else ["sh", "-c", f"trap 'sleep {stop_seconds:g}; exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+        )
         self.repos = [f"app{i:03d}" for i in range(images)]
         self.per_image = per_image
         self.prefix = prefix
@@ -423,7 +432,7 @@ class Fleet:
             lines = ["set -e", f"cd {UNIT_DIR}"]
             for name in group:
                 create = ["podman", "create", "--name", name, "--label", f"{LABEL}=registry"]
-                lines.append(shlex.join([*create, self.env.ref(self.repo_of[name]), *RUN_FOREVER]) + " >/dev/null")
+                lines.append(shlex.join([*create, self.env.ref(self.repo_of[name]), *self.command]) + " >/dev/null")
                 lines.append(shlex.join(["podman", "generate", "systemd", "--new", "--files", "--name", name]))
                 lines.append(shlex.join(["podman", "rm", "-t", "0", "-f", name]) + " >/dev/null")
                 lines.append(f"sed -i 's/--cgroups=no-conmon/--cgroups=disabled/g' container-{name}.service")

@@ -187,7 +187,7 @@ class Bench:
             self.env.stop_machine()
         self.log(f"booting a machine for {images * per_image} units over {images} images")
         self.env.boot_machine()
-        fleet = Fleet(self.env, images, per_image, prefix=prefix)
+        fleet = Fleet(self.env, images, per_image, prefix=prefix, stop_seconds=self.args.stop_seconds)
         setup = fleet.create()
         self.log(f"  {len(fleet.units)} units active after {setup:.1f} s")
         return fleet, setup
@@ -237,6 +237,7 @@ class Bench:
                 "images": args.images,
                 "per_image": args.per_image,
                 "autoupdated_args": self.au_args,
+                "stop_seconds": args.stop_seconds,
             },
             "scenarios": {},
         }
@@ -361,6 +362,8 @@ def render(results: dict[str, Any]) -> str:
         f"registry: +{s['delay_ms']:g} ms per request (latency proxy), auth: {s['auth']}; "
         f"rounds: {s['rounds']} (c: {s['rounds_c']}), tools alternate each round; medians"
     )
+    if s.get("stop_seconds"):
+        out.append(f"services take {s['stop_seconds']:g} s to stop on SIGTERM")
     if s["autoupdated_args"]:
         out.append(f"autoupdated check extra arguments: {' '.join(s['autoupdated_args'])}")
     for name, sc in results["scenarios"].items():
@@ -504,6 +507,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="bearer-token registry (default, like Docker Hub) or none",
     )
     parser.add_argument("--idle-window", type=float, default=30.0, help="seconds the idle daemon is watched")
+    parser.add_argument(
+        "--stop-seconds",
+        type=float,
+        default=0.0,
+        help="seconds each service takes to stop on SIGTERM (default 0: stops at once, restarts are CPU-bound)",
+    )
     parser.add_argument("--autoupdated-args", default="", help="extra arguments for `autoupdated check`")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/<time>.json)")
     args = parser.parse_args(argv)
