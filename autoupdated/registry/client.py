@@ -109,6 +109,26 @@ class _Token:
     expires_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """One manifest request as the auth and token steps see it: where, what, as whom."""
+
+    state: _Host
+    method: str
+    ref: Reference
+    reference: str
+    credentials: Credentials | None
+    what: str  # "manifest TAG in NAME", for messages
+
+    @property
+    def path(self) -> str:
+        return f"/v2/{self.ref.repository}/manifests/{self.reference}"
+
+    @property
+    def scope(self) -> str:
+        return f"repository:{self.ref.repository}:pull"
+
+
 @dataclass(slots=True)
 class _Host:
     """Per (host, TLS settings) state for the run."""
@@ -402,6 +422,7 @@ class RegistryClient:
         """One manifest request, asked again as the host's backoff says (429, 5xx)."""
         self._remember_secrets(credentials)
         state = self._host_state(ref)
+        ask = _Ask(state, method, ref, reference, credentials, what)
         if state.backoff is None:
             state.backoff = self._new_backoff(state.host)
         backoff = state.backoff
@@ -415,9 +436,9 @@ class RegistryClient:
             if backoff.throttled:
                 async with state.throttle_lock:  # one request at a time while the host throttles us
                     await self._wait_for(backoff)
-                    response = await self._request_once(state, method, ref, reference, credentials, what)
+                    response = await self._request_once(ask)
             else:
-                response = await self._request_once(state, method, ref, reference, credentials, what)
+                response = await self._request_once(ask)
             backoff.after_answer(response.status, response.headers)
             if response.status == 429:
                 decision = backoff.after_429(tries, response.headers.get("Retry-After"), self._clock())
@@ -451,32 +472,24 @@ class RegistryClient:
                     )
                     await self._sleep(decision.wait)
                     continue
-            return self._check_status(response, method, ref, reference, credentials, what)
+            return self._check_status(response, ask)
 
     async def _wait_for(self, backoff: retry.HostBackoff) -> None:
         delay = backoff.not_before - self._clock()
         if delay > 0:
             await self._sleep(delay)
 
-    async def _request_once(
-        self,
-        state: _Host,
-        method: str,
-        ref: Reference,
-        reference: str,
-        credentials: Credentials | None,
-        what: str,
-    ) -> _Response:
-        path = f"/v2/{ref.repository}/manifests/{reference}"
+    async def _request_once(self, ask: _Ask) -> _Response:
+        state = ask.state
         if not state.probed:
             if state.probing is None:
                 state.probing = asyncio.Event()
                 try:
-                    return await self._authenticated(state, method, path, ref, credentials, what)
+                    return await self._authenticated(ask)
                 finally:
                     self._probed(state)
             await state.probing.wait()
-        return await self._authenticated(state, method, path, ref, credentials, what)
+        return await self._authenticated(ask)
 
     @staticmethod
     def _probed(state: _Host) -> None:
@@ -486,27 +499,19 @@ class RegistryClient:
         if state.probing is not None:
             state.probing.set()
 
-    async def _authenticated(
-        self,
-        state: _Host,
-        method: str,
-        path: str,
-        ref: Reference,
-        credentials: Credentials | None,
-        what: str,
-    ) -> _Response:
-        scope = f"repository:{ref.repository}:pull"
+    async def _authenticated(self, ask: _Ask) -> _Response:
+        state, scope = ask.state, ask.scope
         headers = {"Accept": mf.ACCEPT}
         sent_auth = False
         if state.challenge is not None:
-            authorization = await self._authorization(state, state.challenge, scope, credentials, ref, what)
+            authorization = await self._authorization(ask, state.challenge, scope)
             if authorization is not None:
                 headers["Authorization"] = authorization
                 sent_auth = True
-        response = await self._send(state, method, path, headers, what)
+        response = await self._send(state, ask.method, ask.path, headers, ask.what)
         if response.status != 401:
             return response
-        challenge = self._pick_challenge(state, response, ref, what)
+        challenge = self._pick_challenge(ask, response)
         if challenge is None:
             return response  # no usable challenge: reported as authentication required
         if challenge.scheme == "basic" and sent_auth and state.challenge == challenge:
@@ -518,15 +523,16 @@ class RegistryClient:
             # A cached token was refused (expired early, or another scope is wanted): one fresh
             # try.  Forget only that very token, so concurrent refusals share one new request.
             refused = headers["Authorization"].removeprefix("Bearer ")
-            self._forget_token(challenge, wanted_scope, credentials, refused)
-            self._forget_token(challenge, scope, credentials, refused)
-        authorization = await self._authorization(state, challenge, wanted_scope, credentials, ref, what)
+            self._forget_token(challenge, wanted_scope, ask.credentials, refused)
+            self._forget_token(challenge, scope, ask.credentials, refused)
+        authorization = await self._authorization(ask, challenge, wanted_scope)
         if authorization is None:
             return response
         headers["Authorization"] = authorization
-        return await self._send(state, method, path, headers, what)
+        return await self._send(state, ask.method, ask.path, headers, ask.what)
 
-    def _pick_challenge(self, state: _Host, response: _Response, ref: Reference, what: str) -> wwwauth.Challenge | None:
+    def _pick_challenge(self, ask: _Ask, response: _Response) -> wwwauth.Challenge | None:
+        state, what = ask.state, ask.what
         try:
             challenges = wwwauth.parse_all(response.headers.get_list("WWW-Authenticate"))
         except wwwauth.WWWAuthenticateError as err:
@@ -548,21 +554,14 @@ class RegistryClient:
             )
         return None
 
-    async def _authorization(
-        self,
-        state: _Host,
-        challenge: wwwauth.Challenge,
-        scope: str,
-        credentials: Credentials | None,
-        ref: Reference,
-        what: str,
-    ) -> str | None:
+    async def _authorization(self, ask: _Ask, challenge: wwwauth.Challenge, scope: str) -> str | None:
+        credentials = ask.credentials
         if challenge.scheme == "basic":
             if credentials is None or not (credentials.username or credentials.password):
                 return None
             raw = f"{credentials.username}:{credentials.password}".encode()
             return "Basic " + base64.b64encode(raw).decode("ascii")
-        token = await self._token(state, challenge, scope, credentials, ref, what)
+        token = await self._token(ask, challenge, scope)
         return f"Bearer {token}"
 
     # -- bearer tokens -------------------------------------------------------------------
@@ -580,16 +579,8 @@ class RegistryClient:
         if isinstance(entry, _Token) and entry.value == value:
             del self._tokens[key]
 
-    async def _token(
-        self,
-        state: _Host,
-        challenge: wwwauth.Challenge,
-        scope: str,
-        credentials: Credentials | None,
-        ref: Reference,
-        what: str,
-    ) -> str:
-        key = self._token_key(challenge, scope, credentials)
+    async def _token(self, ask: _Ask, challenge: wwwauth.Challenge, scope: str) -> str:
+        key = self._token_key(challenge, scope, ask.credentials)
         entry = self._tokens.get(key)
         if isinstance(entry, _Token):
             if entry.expires_at > self._clock():
@@ -597,38 +588,24 @@ class RegistryClient:
             del self._tokens[key]
             entry = None
         if entry is None:
-            entry = asyncio.ensure_future(self._fetch_token(state, challenge, scope, credentials, ref, what, key))
+            entry = asyncio.ensure_future(self._fetch_token(ask, challenge, scope, key))
             self._tokens[key] = entry
         token = await asyncio.shield(entry)
         return token.value
 
     async def _fetch_token(
-        self,
-        state: _Host,
-        challenge: wwwauth.Challenge,
-        scope: str,
-        credentials: Credentials | None,
-        ref: Reference,
-        what: str,
-        key: tuple[str, str, str, Credentials | None],
+        self, ask: _Ask, challenge: wwwauth.Challenge, scope: str, key: tuple[str, str, str, Credentials | None]
     ) -> _Token:
         try:
-            token = await self._request_token(state, challenge, scope, credentials, ref, what)
+            token = await self._request_token(ask, challenge, scope)
         except BaseException:
             self._tokens.pop(key, None)
             raise
         self._tokens[key] = token
         return token
 
-    async def _request_token(
-        self,
-        state: _Host,
-        challenge: wwwauth.Challenge,
-        scope: str,
-        credentials: Credentials | None,
-        ref: Reference,
-        what: str,
-    ) -> _Token:
+    async def _request_token(self, ask: _Ask, challenge: wwwauth.Challenge, scope: str) -> _Token:
+        state, ref, credentials, what = ask.state, ask.ref, ask.credentials, ask.what
         realm = challenge.realm or ""
         parts = urlsplit(realm)
         if parts.scheme not in ("https", "http") or not parts.netloc:
@@ -877,15 +854,8 @@ class RegistryClient:
             RegistryConnectionError, f"talking to {host} failed ({action} {what}): {type(err).__name__}: {detail}"
         )
 
-    def _check_status(
-        self,
-        response: _Response,
-        method: str,
-        ref: Reference,
-        reference: str,
-        credentials: Credentials | None,
-        what: str,
-    ) -> _Response:
+    def _check_status(self, response: _Response, ask: _Ask) -> _Response:
+        method, ref, reference, credentials, what = ask.method, ask.ref, ask.reference, ask.credentials, ask.what
         status = response.status
         if status == 200:
             return response
