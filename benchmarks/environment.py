@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.proxy import LatencyProxy
-from tests.harness.images import RUN_FOREVER, ImageBuilder
+from tests.harness.images import ImageBuilder, run_forever
 from tests.harness.machine import Machine, MachineError
 from tests.harness.podman_host import PodmanStore
 from tests.harness.registry import AccessEntry, Registry, TokenServer
@@ -398,11 +398,7 @@ class Fleet:
         self.env = env
         # How long each service takes to shut down on SIGTERM (0: at once, the CPU-bound case;
         # a real service drains connections and flushes state first).
-        self.command = (
-            list(RUN_FOREVER)
-            if not stop_seconds
-            else ["sh", "-c", f"trap 'sleep {stop_seconds:g}; exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
-        )
+        self.command = run_forever(stop_seconds)
         self.repos = [f"app{i:03d}" for i in range(images)]
         self.per_image = per_image
         self.prefix = prefix

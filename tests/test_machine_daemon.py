@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from autoupdated import journal
-from tests.harness.images import ImageBuilder
+from tests.harness.images import ImageBuilder, run_forever
 from tests.harness.machine import Machine
 from tests.harness.registry import Registry
 
@@ -36,7 +36,7 @@ STATE = "/var/lib/autoupdated"
 DROPIN_DIR = f"/etc/systemd/system/{UNIT}.d"
 BASE_CONFIG = 'randomized_delay = 0\ninclude_containers = ["aud-*"]\n'
 # A container whose stop takes 3 s, so a unit restart is still under way when we stop the daemon.
-SLOW_STOP = ["sh", "-c", "trap 'sleep 3; exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+SLOW_STOP = run_forever(stop_seconds=3)
 _counter = itertools.count()
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from autoupdated import journal
-from tests.harness.images import ImageBuilder
+from tests.harness.images import RUN_FOREVER, ImageBuilder, run_forever
 from tests.harness.machine import Machine
 from tests.harness.registry import Registry
 from tests.test_machine_daemon import CONFIG, DROPIN_DIR, STATE, UNIT, install
@@ -45,9 +45,9 @@ pytestmark = pytest.mark.machine
 STORAGE = "/var/lib/containers/storage"
 STORAGE_SIZE_MB = 384
 USER, PASSWORD = "faulty", "Fault-Pa55-never-logged"
-SLOW_STOP = ["sh", "-c", "trap 'sleep 3; exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
-SLOW_STOP_6 = ["sh", "-c", "trap 'sleep 6; exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
-SLOW_STOP_10 = ["sh", "-c", "trap 'sleep 10; exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+SLOW_STOP = run_forever(stop_seconds=3)
+SLOW_STOP_6 = run_forever(stop_seconds=6)
+SLOW_STOP_10 = run_forever(stop_seconds=10)
 BASE_CONFIG: dict[str, object] = {
     "randomized_delay": 0,
     "schedule": "0 0 1 1 *",
@@ -919,7 +919,7 @@ def big_image(f: Faults, name: str, megabytes: int) -> str:
     for applet in ("sh", "sleep"):
         (ctx / "bin" / applet).symlink_to("busybox")
     (ctx / "blob").write_bytes(os.urandom(megabytes * 1024 * 1024))
-    forever = json.dumps(["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"])
+    forever = json.dumps(RUN_FOREVER)
     (ctx / "Containerfile").write_text(f"FROM scratch\nCOPY bin /bin\nCOPY blob /blob\nCMD {forever}\n")
     local = f"localhost/autoupdated-test/big:{next(_counter)}"
     f.builder.store.podman("build", "--quiet", "--pull=never", "-t", local, "-f", str(ctx / "Containerfile"), str(ctx))

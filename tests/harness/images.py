@@ -32,8 +32,14 @@ APPLETS = (
     "sh", "sleep", "top", "true", "false", "echo", "cat", "ls", "kill", "ps", "env", "id",
     "date", "touch", "rm", "mkdir", "printf", "test", "[", "wget", "nc", "hostname", "uname",
 )
-# Runs until SIGTERM and then exits 0 at once; `wait` is interrupted by the trap.
-RUN_FOREVER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+def run_forever(stop_seconds: float = 0) -> list[str]:
+    """A command that runs until SIGTERM, then takes `stop_seconds` to exit 0 (a service that
+    drains before it stops); `wait` is interrupted by the trap."""
+    on_term = f"sleep {stop_seconds:g}; exit 0" if stop_seconds else "exit 0"
+    return ["sh", "-c", f"trap '{on_term}' TERM; while :; do sleep 3600 & wait $!; done"]
+
+
+RUN_FOREVER = run_forever()  # exits at once on SIGTERM
 VARIANTS = ("good", "broken", "crash", "healthy", "unhealthy")
 
 
