@@ -609,6 +609,10 @@ class Engine:
         first_seen: dict[str, str] = {}
         settled_at: dict[str, float] = {}  # the settle time runs from when the new container is first seen
         pending = {task.container.name: task for task in members}
+
+        def soon() -> float:
+            return loop.time() + self.options.poll_interval
+
         while pending:
             # Containers without a healthcheck, once seen up on their new image, are only looked
             # at again when the settle time is over: a crash in between leaves them gone, exited or
@@ -616,6 +620,7 @@ class Engine:
             wake = deadline
             for name, task in list(pending.items()):
                 state = await self.a.podman.container_state(name)
+                look_again: float | None  # None: this container has proven itself
                 if state is None or not state.running:
                     if name in first_seen:
                         code = f" with code {state.exit_code}" if state is not None else ""
@@ -623,24 +628,24 @@ class Engine:
                             f"container {name} in unit {unit} exited{code} within "
                             f"{self.options.settle_time:g} s of its start; see `journalctl -u {unit}`"
                         )
+                    look_again = soon()
                 elif task.new_image_id and state.image_id != task.new_image_id:
-                    pass  # the unit still runs the old container: wait for systemd to replace it
+                    look_again = soon()  # the unit still runs the old container: wait for systemd to replace it
                 elif first_seen.setdefault(name, state.id) != state.id:
                     raise HealthError(
                         f"container {name} in unit {unit} was restarted after its update "
                         f"(it crashed and systemd started it again); see `journalctl -u {unit}`"
                     )
                 elif state.has_healthcheck:
-                    if await self.a.podman.run_healthcheck(name) == "healthy":
-                        del pending[name]
-                        continue
-                elif loop.time() >= settled_at.setdefault(name, loop.time() + self.options.settle_time):
-                    del pending[name]
-                    continue
+                    healthy = await self.a.podman.run_healthcheck(name) == "healthy"
+                    look_again = None if healthy else soon()
                 else:
-                    wake = min(wake, settled_at[name])
-                    continue
-                wake = min(wake, loop.time() + self.options.poll_interval)
+                    settled = settled_at.setdefault(name, loop.time() + self.options.settle_time)
+                    look_again = None if loop.time() >= settled else settled
+                if look_again is None:
+                    del pending[name]
+                else:
+                    wake = min(wake, look_again)
             if not pending:
                 return
             if loop.time() >= deadline:
