@@ -399,14 +399,18 @@ async def test_daemon_start_runs_recovery_first_when_the_history_has_intents(
         'schedule = "0 0 1 1 *"\nrun_on_start = true\n'
     )
     sink = Sink(tmp_path / "journal.sock")
-    d = daemon_mod.Daemon(
-        config_mod.load(path),
-        notifier=Notifier(None),
-        journal=journal.Journal(sink.path),
-        install_signals=False,
-        manage_logging=False,
-    )
-    task = asyncio.create_task(d.serve())
+
+    def serve() -> tuple[daemon_mod.Daemon, asyncio.Task[int]]:
+        d = daemon_mod.Daemon(
+            config_mod.load(path),
+            notifier=Notifier(None),
+            journal=journal.Journal(sink.path),
+            install_signals=False,
+            manage_logging=False,
+        )
+        return d, asyncio.create_task(d.serve())
+
+    d, task = serve()
     try:
         await wait_for(lambda: d.runs_completed >= 1, what="the first run")
         db = str(state / "history.db")
@@ -420,14 +424,7 @@ async def test_daemon_start_runs_recovery_first_when_the_history_has_intents(
     # Without run_on_start: a run of its own, reason "recovery", only the recovery.
     path.write_text(path.read_text().replace("run_on_start = true\n", ""))
     calls.clear()
-    d = daemon_mod.Daemon(
-        config_mod.load(path),
-        notifier=Notifier(None),
-        journal=journal.Journal(sink.path),
-        install_signals=False,
-        manage_logging=False,
-    )
-    task = asyncio.create_task(d.serve())
+    d, task = serve()
     try:
         await wait_for(lambda: d.runs_completed >= 1, what="the recovery run")
         assert calls == [("recovery", str(state / "history.db"))]
