@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from autoupdated import engine
+from autoupdated.adapters.podman import ContainerState
 from autoupdated.model import ContainerInfo, Credentials, ImageInfo, Platform
-from autoupdated.podman import ContainerState
 from autoupdated.reference import Reference
 
 

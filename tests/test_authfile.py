@@ -11,16 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoupdated.model import Credentials
-from autoupdated.reference import parse
-from autoupdated.registry import RegistryConfigError
-from autoupdated.registry.authfile import (
+from autoupdated.adapters.registry.authfile import (
     AuthFileError,
     auth_file_chain,
     credentials_for,
     lookup_in_document,
     parse_auth_document,
 )
+from autoupdated.errors import RegistryConfigError
+from autoupdated.model import Credentials
+from autoupdated.reference import parse
 
 SECRET = "pa55-w0rd-that-must-never-show"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from autoupdated import journal
+from autoupdated.adapters import journal
 from tests.harness import procs
 from tests.harness.machine import Machine, rootfs_tarball
 from tests.harness.podman_host import PodmanStore

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 
 from autoupdated import config as config_mod
-from autoupdated import control, engine, journal
-from autoupdated.daemon import Daemon
+from autoupdated import engine
+from autoupdated.adapters import control, journal
+from autoupdated.adapters.notify import Notifier
+from autoupdated.daemon.service import Daemon
 from autoupdated.model import Status
-from autoupdated.notify import Notifier
 from tests.test_parts import decode_journal_datagram as parse_datagram
 
 

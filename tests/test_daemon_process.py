@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from autoupdated import journal
+from autoupdated.adapters import journal
 from tests.test_daemon import parse_datagram
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autoupdated.digest import CheckResult, DigestComparer, local_update_available
+from autoupdated import manifest as mf
+from autoupdated.adapters.registry.client import RegistryClient
+from autoupdated.adapters.registry.tlsconfig import TLSConfig
+from autoupdated.errors import RegistryError, RegistryLies, RegistryProtocolError, RegistryServerError
 from autoupdated.model import Credentials, ImageInfo, Platform
+from autoupdated.parts.digest import CheckResult, DigestComparer, local_update_available
 from autoupdated.reference import parse
-from autoupdated.registry import RegistryError, RegistryLies, RegistryProtocolError, RegistryServerError
-from autoupdated.registry import manifest as mf
-from autoupdated.registry.client import RegistryClient
-from autoupdated.registry.tlsconfig import TLSConfig
 from tests.harness.registry import FakeRegistry
 
 AMD64 = Platform("linux", "amd64")

@@ -17,14 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autoupdated import retry
-from autoupdated.digest import DigestComparer
+from autoupdated import manifest as mf
+from autoupdated.adapters.registry import retry
+from autoupdated.adapters.registry.client import RegistryClient
+from autoupdated.adapters.registry.tlsconfig import TLSConfig
+from autoupdated.errors import RegistryServerError, TooManyRequests
 from autoupdated.model import Platform
+from autoupdated.parts.digest import DigestComparer
 from autoupdated.reference import parse
-from autoupdated.registry import RegistryServerError, TooManyRequests
-from autoupdated.registry import manifest as mf
-from autoupdated.registry.client import RegistryClient
-from autoupdated.registry.tlsconfig import TLSConfig
 from tests.harness.registry import FakeRegistry
 
 MANIFEST = json.dumps(

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from autoupdated import engine
-from autoupdated.cli_history import format_rows
-from autoupdated.history import IN_PROGRESS, History, HistoryError
-from autoupdated.model import Status
+from autoupdated.adapters.history import IN_PROGRESS, History, HistoryError
+from autoupdated.cli.history import format_rows
+from autoupdated.model import ContainerInfo, Status
 from tests import fakes
 from tests.fakes import FakeComparer, FakePodman, FakePuller, FakeRestarter, container, image
 
@@ -71,7 +71,7 @@ def test_committed_steps_survive_a_killed_writer(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     script = (
         "import os, sys\n"
-        "from autoupdated.history import History\n"
+        "from autoupdated.adapters.history import History\n"
         "from tests.test_history import entry\n"
         f"h = History({str(path)!r})\n"
         "h.intent('container-c1.service', [entry(1)])\n"
@@ -244,7 +244,7 @@ async def test_no_restart_without_its_record(tmp_path: Path) -> None:
     history.db.execute("PRAGMA journal_mode = DELETE")  # no WAL growth room either
     big = "x" * 20000
     podman.containers = [
-        engine.ContainerInfo(c.id, c.name + big, c.image_id, c.raw_image_name, c.labels) for c in podman.containers
+        ContainerInfo(c.id, c.name + big, c.image_id, c.raw_image_name, c.labels) for c in podman.containers
     ]
     result = await engine.run(engine.Options(settle_time=0), adapters=adapters)
     assert restarter.restarts == [] and adapters.puller.pulled == []  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from autoupdated import journal
+from autoupdated.adapters import journal
 from tests.harness.images import ImageBuilder, run_forever
 from tests.harness.machine import Machine
 from tests.harness.registry import Registry

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from autoupdated import journal
+from autoupdated.adapters import journal
 from tests.harness.images import RUN_FOREVER, ImageBuilder, run_forever
 from tests.harness.machine import Machine
 from tests.harness.registry import Registry

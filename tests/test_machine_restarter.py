@@ -13,7 +13,7 @@ pytestmark = pytest.mark.machine
 
 SCRIPT = r"""
 import asyncio, json, sys, time
-from autoupdated.restarter import UnitRestarter, RestartError
+from autoupdated.parts.restarter import UnitRestarter, RestartError
 
 async def main(units, timeout):
     out = {}

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from autoupdated import manifest as mf
 from autoupdated.model import Platform
-from autoupdated.registry import manifest as mf
 
 D = {name: "sha256:" + hashlib.sha256(name.encode()).hexdigest() for name in "abcdefghij"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autoupdated.notify import Notifier, monotonic_usec, socket_address
+from autoupdated.adapters.notify import Notifier, monotonic_usec, socket_address
 
 
 class Listener:

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoupdated import journal, report
+from autoupdated import report
+from autoupdated.adapters import journal
 from autoupdated.model import ContainerInfo, Credentials, Policy
-from autoupdated.policy import PolicyError, lookup_policy, unit_for
+from autoupdated.parts.policy import PolicyError, lookup_policy, unit_for
 from autoupdated.reference import ReferenceError, parse, parse_for_autoupdate
 
 

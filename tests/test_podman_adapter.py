@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from autoupdated.podman import Podman
+from autoupdated.adapters.podman import Podman
 from tests.harness.images import ImageBuilder
 from tests.harness.podman_host import PodmanService
 

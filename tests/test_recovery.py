@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from autoupdated import engine
-from autoupdated.history import History
+from autoupdated.adapters.history import History
+from autoupdated.adapters.podman import ContainerState, PodmanError
+from autoupdated.engine.recovery import FailedUnits, UnitState, recover
 from autoupdated.model import ContainerInfo, Status
-from autoupdated.podman import ContainerState, PodmanError
-from autoupdated.recovery import FailedUnits, UnitState, recover
 from tests import fakes
 from tests.fakes import FakePodman, FakePuller, FakeRestarter, container, image
 
@@ -365,9 +365,9 @@ async def test_daemon_start_runs_recovery_first_when_the_history_has_intents(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from autoupdated import config as config_mod
-    from autoupdated import daemon as daemon_mod
-    from autoupdated import journal
-    from autoupdated.notify import Notifier
+    from autoupdated.adapters import journal
+    from autoupdated.adapters.notify import Notifier
+    from autoupdated.daemon import service as daemon_mod
     from tests.test_daemon import Sink, wait_for
 
     for name in list(os.environ):

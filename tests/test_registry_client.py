@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autoupdated.model import Credentials
-from autoupdated.reference import parse
-from autoupdated.registry import (
+from autoupdated import manifest as mf
+from autoupdated.adapters.registry.client import RegistryClient
+from autoupdated.adapters.registry.tlsconfig import TLSConfig
+from autoupdated.errors import (
     AuthenticationRequired,
     ManifestUnknown,
     RegistryBlocked,
@@ -27,9 +28,8 @@ from autoupdated.registry import (
     RegistryTLSError,
     TooManyRequests,
 )
-from autoupdated.registry import manifest as mf
-from autoupdated.registry.client import RegistryClient
-from autoupdated.registry.tlsconfig import TLSConfig
+from autoupdated.model import Credentials
+from autoupdated.reference import parse
 from tests.harness.registry import FakeRegistry, free_port
 
 MANIFEST = json.dumps(

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from autoupdated.digest import CheckResult, DigestComparer
+from autoupdated.adapters.registry.authfile import credentials_for
+from autoupdated.adapters.registry.client import RegistryClient
+from autoupdated.adapters.registry.tlsconfig import TLSConfig
+from autoupdated.errors import AuthenticationRequired, RegistryError, RegistryTLSError
 from autoupdated.model import Credentials, Platform
+from autoupdated.parts.digest import CheckResult, DigestComparer
 from autoupdated.reference import parse
-from autoupdated.registry import AuthenticationRequired, RegistryError, RegistryTLSError
-from autoupdated.registry.authfile import credentials_for
-from autoupdated.registry.client import RegistryClient
-from autoupdated.registry.tlsconfig import TLSConfig
 from tests.harness import oci
 from tests.harness.registry import Registry, TokenServer, live_registry_pids
 from tests.harness.registry_fixtures import AUTH_PASSWORD, AUTH_USER, IDENTITY_TOKEN, TOKEN_PASSWORD, TOKEN_USER

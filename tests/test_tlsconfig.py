@@ -10,7 +10,7 @@ import trustme
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoupdated.registry.tlsconfig import (
+from autoupdated.adapters.registry.tlsconfig import (
     RegistriesConfError,
     RegistryEntry,
     TLSConfig,

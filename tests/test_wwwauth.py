@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoupdated.registry.wwwauth import Challenge, WWWAuthenticateError, parse, parse_all
+from autoupdated.adapters.registry.wwwauth import Challenge, WWWAuthenticateError, parse, parse_all
 
 
 def test_distribution_bearer_challenge() -> None:

@@ -35,10 +35,10 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from autoupdated import retry
-from autoupdated.model import Credentials
-from autoupdated.reference import Reference
-from autoupdated.registry import (
+from autoupdated import manifest as mf
+from autoupdated.adapters.registry import retry, wwwauth
+from autoupdated.adapters.registry.tlsconfig import TLSConfig, TLSConfigError, TLSSettings
+from autoupdated.errors import (
     AccessDenied,
     AuthenticationRequired,
     ManifestUnknown,
@@ -52,10 +52,10 @@ from autoupdated.registry import (
     RegistryTimeout,
     RegistryTLSError,
     TooManyRequests,
-    wwwauth,
 )
-from autoupdated.registry import manifest as mf
-from autoupdated.registry.tlsconfig import TLSConfig, TLSConfigError, TLSSettings
+from autoupdated.model import Credentials
+from autoupdated.reference import Reference
+from autoupdated.secrets import Secrets
 
 __all__ = ["DEFAULT_MAX_PER_REGISTRY", "DEFAULT_TIMEOUT", "ManifestBody", "ManifestHead", "RegistryClient"]
 
@@ -248,7 +248,7 @@ class RegistryClient:
         self._hosts: dict[tuple[str, TLSSettings], _Host] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._tokens: dict[tuple[str, str, str, Credentials | None], _Token | asyncio.Task[_Token]] = {}
-        self._secrets: set[str] = set()
+        self._secrets = Secrets()
         self.token_requests = 0  # how many token requests went out (for tests and debug logs)
 
     async def __aenter__(self) -> RegistryClient:
@@ -325,20 +325,10 @@ class RegistryClient:
     # -- secrets -------------------------------------------------------------------------
 
     def _remember_secrets(self, credentials: Credentials | None) -> None:
-        if credentials is None:
-            return
-        for secret in (credentials.password, credentials.identity_token):
-            if secret:
-                self._secrets.add(secret)
-        if credentials.password:
-            raw = f"{credentials.username}:{credentials.password}".encode()
-            self._secrets.add(base64.b64encode(raw).decode())
+        self._secrets.add_credentials(credentials)
 
     def _scrub(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if len(secret) >= 3:
-                text = text.replace(secret, "<redacted>")
-        return text
+        return self._secrets.scrub(text)
 
     def _error(self, cls: type[RegistryError], message: str, **kwargs: Any) -> RegistryError:
         return cls(self._scrub(message), **kwargs)

@@ -31,10 +31,10 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from autoupdated import config as config_mod
-from autoupdated import journal as journal_mod
-from autoupdated.control import ControlError, ControlServer
-from autoupdated.notify import Notifier
-from autoupdated.state import StateDir
+from autoupdated.adapters import journal as journal_mod
+from autoupdated.adapters.control import ControlError, ControlServer
+from autoupdated.adapters.notify import Notifier
+from autoupdated.adapters.state import StateDir
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -93,10 +93,11 @@ def engine_options(settings: config_mod.Settings) -> Any:
 
 async def _engine_run(options: Any, *, stop: asyncio.Event | None = None) -> Any:
     """One run; an update a dead daemon (or a cancelled run) left half done is finished first."""
-    from autoupdated import engine, recovery
+    from autoupdated import wiring
+    from autoupdated.engine import recovery
 
     recovered = await recovery.recover(options) if options.history_path and not options.dry_run else None
-    result = await engine.run(options, stop=stop)
+    result = await wiring.run(options, stop=stop)
     if recovered is not None and recovered.entries:
         result.errors[:0] = recovered.errors
         result.warnings[:0] = [f"finished an interrupted update: {text}" for text in recovered.warnings]
@@ -105,7 +106,7 @@ async def _engine_run(options: Any, *, stop: asyncio.Event | None = None) -> Any
 
 async def _recovery_run(options: Any, *, stop: asyncio.Event | None = None) -> Any:
     """The run at start-up when the history holds unfinished updates: only finish them."""
-    from autoupdated import recovery
+    from autoupdated.engine import recovery
 
     return await recovery.recover(options)
 
@@ -115,7 +116,7 @@ def pending_recovery(settings: config_mod.Settings) -> int:
     path = config_mod.history_path(settings)
     if path is None or not path.exists():
         return 0
-    from autoupdated.history import History
+    from autoupdated.adapters.history import History
 
     with History(path, readonly=True) as history:
         return len(history.pending())
@@ -125,7 +126,7 @@ def podman_url(settings: config_mod.Settings) -> str:
     """The podman service the run talks to: the key, $CONTAINER_HOST, else the usual socket."""
     if settings.podman_url:
         return settings.podman_url
-    from autoupdated.podman import default_url
+    from autoupdated.adapters.podman import default_url
 
     return default_url()
 

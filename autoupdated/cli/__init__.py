@@ -111,7 +111,7 @@ def wake_podman_service(url: str | None) -> None:
     0.1 s) while Python loads the engine, instead of when the engine first asks.  Best effort."""
     import socket
 
-    from autoupdated.podman import default_url
+    from autoupdated.adapters.podman import default_url
 
     target = url or default_url()
     if not target.startswith("unix://"):
@@ -137,7 +137,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     import asyncio
 
-    from autoupdated import engine
+    from autoupdated import engine, wiring
     from autoupdated.report import FormatError, render
 
     options = engine.Options(
@@ -157,7 +157,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         history_path=args.history_db,
     )
     try:
-        result = asyncio.run(engine.run(options))
+        result = asyncio.run(wiring.run(options))
     except engine.RunError as err:
         print(f"Error: {err}", file=sys.stderr)
         return EXIT_ERROR
@@ -188,12 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     try:
-        cli_daemon = importlib.import_module("autoupdated.cli_daemon")
+        cli_daemon = importlib.import_module("autoupdated.cli.daemon")
     except ModuleNotFoundError:
         pass  # a build without the daemon: `check` alone
     else:
         cli_daemon.add_subcommands(subparsers)
-    importlib.import_module("autoupdated.cli_history").add_subcommands(subparsers)
+    importlib.import_module("autoupdated.cli.history").add_subcommands(subparsers)
     return parser
 
 

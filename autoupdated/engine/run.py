@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from autoupdated import journal as journal_mod
+from autoupdated.adapters import journal as journal_mod
 from autoupdated.model import AUTHFILE_LABEL, ContainerInfo, Credentials, ImageInfo, Platform, Policy, Status
-from autoupdated.policy import PolicyError, container_policy, missing_unit_error, unit_for
+from autoupdated.parts.policy import PolicyError, container_policy, missing_unit_error, unit_for
 from autoupdated.reference import Reference, ReferenceError, parse_for_autoupdate
 
 log = logging.getLogger("autoupdated")
@@ -248,52 +248,6 @@ def host_platform() -> Platform:
     return Platform(os="linux", architecture=arch, variant=variant)
 
 
-def real_adapters(options: Options) -> Adapters:
-    """Build the adapters that talk to the real podman, registries, systemd and journal."""
-    from autoupdated.digest import DigestComparer
-    from autoupdated.podman import Podman
-    from autoupdated.puller import Puller
-    from autoupdated.registry import RegistryClient
-    from autoupdated.registry.authfile import credentials_for
-    from autoupdated.restarter import UnitRestarter
-
-    podman = Podman(options.podman_url)
-    client = RegistryClient(
-        tls_verify=options.tls_verify,
-        per_registry_concurrency=options.check_concurrency,
-        timeout=options.registry_timeout,
-    )
-    restarter = UnitRestarter(options.bus, timeout=options.restart_timeout)
-    history = None
-    if options.history_path:
-        from autoupdated.history import History, HistoryError
-
-        try:
-            history = History(options.history_path)
-        except HistoryError as err:
-            raise RunError(f"{err}; no update is made without its record") from None
-    closers: list[Callable[[], Awaitable[None]]] = [client.aclose, restarter.close]
-    failed_units = None
-    if options.update_failed_units:
-        from autoupdated.recovery import FailedUnits
-
-        failed_units = FailedUnits(podman, history, options.bus)
-        closers.append(failed_units.aclose)
-    if history is not None:
-        closers.append(history.aclose)
-    return Adapters(
-        podman=podman,
-        comparer=DigestComparer(client),
-        puller=Puller(podman, options.pull_concurrency),
-        restarter=restarter,
-        credentials_for=credentials_for,
-        journal=journal_mod.Journal(),
-        history=history,
-        failed_units=failed_units,
-        closers=closers,
-    )
-
-
 def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
@@ -339,7 +293,7 @@ class Engine:
 
     async def connect_bus(self) -> None:
         """Connect before any pull: a run that could never restart must not pull either."""
-        from autoupdated.restarter import BusUnavailable
+        from autoupdated.parts.restarter import BusUnavailable
 
         try:
             await self.a.restarter.connect()
@@ -791,9 +745,9 @@ def unit_name(record: object) -> str:
     return str(getattr(record, "unit", record))
 
 
-async def run(options: Options, *, stop: asyncio.Event | None = None, adapters: Adapters | None = None) -> RunResult:
-    """One run of the update job.  Raises RunError only when podman or D-Bus is unreachable."""
-    adapters = adapters or real_adapters(options)
+async def run(options: Options, *, adapters: Adapters, stop: asyncio.Event | None = None) -> RunResult:
+    """One run of the update job over `adapters` (closed afterwards).  Raises RunError only when
+    podman or D-Bus is unreachable."""
     try:
         return await Engine(options, adapters, stop).run()
     finally:

@@ -23,11 +23,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from autoupdated import manifest as mf
+from autoupdated.adapters.registry.client import ManifestBody, ManifestHead, RegistryClient
+from autoupdated.errors import RegistryError, RegistryProtocolError, RegistryServerError
 from autoupdated.model import Credentials, ImageInfo, Platform
 from autoupdated.reference import Reference
-from autoupdated.registry import RegistryError, RegistryProtocolError, RegistryServerError
-from autoupdated.registry import manifest as mf
-from autoupdated.registry.client import ManifestBody, ManifestHead, RegistryClient
 
 __all__ = ["CheckResult", "DigestComparer", "local_update_available"]
 

@@ -80,7 +80,7 @@ def _config_path(args: argparse.Namespace) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from autoupdated import daemon
+    from autoupdated.daemon import service as daemon
 
     return daemon.main(_config_path(args))
 
@@ -132,7 +132,8 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
-    from autoupdated import config, control
+    from autoupdated import config
+    from autoupdated.adapters import control
 
     settings = _settings(args)
     path = config.control_socket(settings)
@@ -159,8 +160,9 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from autoupdated import config, control
-    from autoupdated.state import StateDir
+    from autoupdated import config
+    from autoupdated.adapters import control
+    from autoupdated.adapters.state import StateDir
 
     settings = _settings(args)
     path = config.control_socket(settings)

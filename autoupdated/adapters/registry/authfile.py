@@ -28,9 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoupdated.errors import RegistryConfigError
 from autoupdated.model import Credentials
 from autoupdated.reference import Reference
-from autoupdated.registry import RegistryConfigError
 
 __all__ = [
     "AuthFileError",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from autoupdated.history import Row
+    from autoupdated.adapters.history import Row
 
 EXIT_FAILED = 1
 EX_CONFIG = 78
@@ -64,7 +64,7 @@ def _settings(args: argparse.Namespace) -> Any:
 def history_path(settings: Any) -> Path:
     """The `history_db` key, else STATE_DIR/history.db (also when `history = false`: old records)."""
     from autoupdated import config
-    from autoupdated.history import DB_NAME
+    from autoupdated.adapters.history import DB_NAME
 
     return config.history_path(settings) or config.state_dir(settings) / DB_NAME
 
@@ -121,7 +121,7 @@ def format_rows(rows: list[Row]) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from autoupdated.history import History, HistoryError
+    from autoupdated.adapters.history import History, HistoryError
 
     path = _db_path(args)
     if isinstance(path, int):
@@ -150,8 +150,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     import asyncio
 
     from autoupdated import config
+    from autoupdated.adapters.history import HistoryError
     from autoupdated.engine import RunError
-    from autoupdated.history import HistoryError
 
     try:
         settings = _settings(args)
@@ -177,10 +177,11 @@ async def roll_back(settings: Any, path: Path, container: str) -> str:
     import asyncio
     import dataclasses
 
-    from autoupdated import daemon, engine
-    from autoupdated.history import History
+    from autoupdated import engine, wiring
+    from autoupdated.adapters.history import History
+    from autoupdated.daemon import service as daemon
+    from autoupdated.engine.recovery import ensure_image
     from autoupdated.model import AUTOUPDATE_LABEL, UNIT_LABEL, ContainerInfo, ImageInfo, Policy, Status
-    from autoupdated.recovery import ensure_image
 
     if not await asyncio.to_thread(path.exists):
         raise RollbackError(f"no history at {path}: there is no recorded update to roll back")
@@ -192,7 +193,7 @@ async def roll_back(settings: Any, path: Path, container: str) -> str:
                 f"(see `autoupdated history --container {container}`)"
             )
         options = dataclasses.replace(daemon.engine_options(settings), history_path=None, update_failed_units=False)
-        adapters = engine.real_adapters(options)
+        adapters = wiring.real_adapters(options)
         try:
             eng = engine.Engine(options, adapters)
             state = await eng.a.podman.container_state(row.container_name)

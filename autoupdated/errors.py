@@ -1,8 +1,13 @@
-"""Talking to container registries: auth files, TLS settings, manifests, the HTTP client.
+"""The project's own errors: each adapter maps its system's failures to these, in one place.
 
-Every failure the engine can see is a `RegistryError` (or a subclass): its text is meant for
-the user, says which registry/reference it concerns and what to do, and never contains a
-password, a token or auth-file content.
+    RunError                 the run as a whole cannot happen (podman or D-Bus unreachable)
+    RegistryError            a registry-side failure (adapters/registry maps httpx and HTTP here)
+      AuthenticationRequired, AccessDenied, ManifestUnknown, TooManyRequests,
+      RegistryServerError, RegistryTLSError, RegistryConnectionError > RegistryTimeout,
+      RegistryProtocolError > RegistryLies, RegistryConfigError > RegistryBlocked
+
+Every text is meant for the user: it names the container, image, unit or registry it concerns,
+says what to do, and never contains a password, a token or auth-file content.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ __all__ = [
     "AuthenticationRequired",
     "ManifestUnknown",
     "RegistryBlocked",
-    "RegistryClient",
     "RegistryConfigError",
     "RegistryConnectionError",
     "RegistryError",
@@ -87,7 +91,3 @@ class RegistryConfigError(RegistryError):
 
 class RegistryBlocked(RegistryConfigError):
     """registries.conf blocks this registry."""
-
-
-# Imported last: client.py imports the error classes above.
-from autoupdated.registry.client import RegistryClient  # noqa: E402

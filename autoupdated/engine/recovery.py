@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any
 from autoupdated.model import AUTHFILE_LABEL, AUTOUPDATE_LABEL, UNIT_LABEL, ContainerInfo, ImageInfo, Policy, Status
 
 if TYPE_CHECKING:
+    from autoupdated.adapters.history import History, Intent, Row
+    from autoupdated.adapters.podman import ContainerState, Podman
     from autoupdated.engine import Engine, Options, RunResult, Task
-    from autoupdated.history import History, Intent, Row
-    from autoupdated.podman import ContainerState, Podman
 
 log = logging.getLogger("autoupdated")
 progress = logging.getLogger("autoupdated.progress")
@@ -97,7 +97,7 @@ class SystemdUnits:
     """Reads unit states from systemd over its own D-Bus connection."""
 
     def __init__(self, bus: str | None = None) -> None:
-        from autoupdated.restarter import default_bus
+        from autoupdated.parts.restarter import default_bus
 
         self.bus = bus or default_bus()
         self._router: Any = None
@@ -108,7 +108,7 @@ class SystemdUnits:
             return
         from jeepney.io.asyncio import DBusRouter, open_dbus_connection
 
-        from autoupdated.restarter import bus_address
+        from autoupdated.parts.restarter import bus_address
 
         address = bus_address(self.bus)
         try:
@@ -190,7 +190,7 @@ class SystemdUnits:
 
 async def ensure_image(engine: Engine, task: Task, image_id: str, digest: str) -> None:
     """Make sure `image_id` is in local storage: pull `name@digest` when it is not."""
-    from autoupdated.podman import PodmanError
+    from autoupdated.adapters.podman import PodmanError
     from autoupdated.reference import parse_for_autoupdate
 
     podman: Any = engine.a.podman
@@ -434,7 +434,8 @@ async def recover(
     (the intents stay recorded for the next try).
     """
     from autoupdated import engine as engine_mod
-    from autoupdated.history import History, HistoryError
+    from autoupdated import wiring
+    from autoupdated.adapters.history import History, HistoryError
 
     if history is None:
         if not options.history_path:
@@ -455,7 +456,7 @@ async def recover(
         return _empty(engine_mod.RunResult())
     plain = dataclasses.replace(options, history_path=None, update_failed_units=False, dry_run=False)
     own_adapters, own_units = adapters is None, units is None
-    adapters = adapters if adapters is not None else engine_mod.real_adapters(plain)
+    adapters = adapters if adapters is not None else wiring.real_adapters(plain)
     units = units if units is not None else SystemdUnits(options.bus)
     engine = engine_mod.Engine(plain, adapters)
     try:
@@ -521,7 +522,7 @@ class FailedUnits:
 
     async def stopped_labelled(self) -> list[ContainerInfo]:
         """Labelled containers podman still has that are not running (non-`--new` units)."""
-        from autoupdated.podman import _container_from_list
+        from autoupdated.adapters.podman import _container_from_list
 
         filters = json.dumps({"label": [AUTOUPDATE_LABEL]})
         response = await self.podman._run("get", "/containers/json", params={"all": "true", "filters": filters})

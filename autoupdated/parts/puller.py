@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from autoupdated.adapters.podman import Podman
 from autoupdated.model import Credentials
-from autoupdated.podman import Podman
 
 progress = logging.getLogger("autoupdated.progress")
 
