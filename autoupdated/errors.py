@@ -1,6 +1,14 @@
 """The project's own errors: each adapter maps its system's failures to these, in one place.
 
     RunError                 the run as a whole cannot happen (podman or D-Bus unreachable)
+    PodmanError              a podman API call failed (adapters/podman maps podman-py here)
+      PodmanUnavailable        the service cannot be reached at all
+      NoSuchObject             no container or image of that name or ID
+    BusUnavailable           the D-Bus cannot be reached (adapters/systemd maps jeepney here)
+    BusCallError             systemd refused a call, or the connection was lost during it
+    RestartError             a restart job did not end in `done`
+    HealthError              the unit restarted, but its new container is not up
+    HistoryError             the history database cannot be used (adapters/history maps sqlite3)
     RegistryError            a registry-side failure (adapters/registry maps httpx and HTTP here)
       AuthenticationRequired, AccessDenied, ManifestUnknown, TooManyRequests,
       RegistryServerError, RegistryTLSError, RegistryConnectionError > RegistryTimeout,
@@ -27,6 +35,47 @@ __all__ = [
     "RegistryTimeout",
     "TooManyRequests",
 ]
+
+
+class RunError(Exception):
+    """The run as a whole cannot happen (podman or D-Bus unreachable); the text says what to do."""
+
+
+class PodmanError(Exception):
+    """A podman API call failed; the text names what was asked and what podman said."""
+
+
+class PodmanUnavailable(PodmanError):
+    """The podman service cannot be reached at all: the run cannot happen."""
+
+
+class NoSuchObject(PodmanError):
+    """Podman has no container or image of that name or ID (HTTP 404)."""
+
+
+class BusUnavailable(Exception):
+    """The bus cannot be reached: no unit can be restarted or read in this run."""
+
+
+class BusCallError(Exception):
+    """systemd refused a D-Bus call, or the connection was lost during it; the text is the detail."""
+
+
+class RestartError(Exception):
+    """A restart job did not end in `done`, or could not be started or awaited."""
+
+    def __init__(self, unit: str, message: str, result: str = "") -> None:
+        super().__init__(message)
+        self.unit = unit
+        self.result = result
+
+
+class HealthError(Exception):
+    """The unit restarted, but its new container is not up: the update is rolled back."""
+
+
+class HistoryError(Exception):
+    """The history database cannot be opened or written; the text names the file and what to do."""
 
 
 class RegistryError(Exception):

@@ -7,7 +7,8 @@ outside world into these types, and the engine only ever sees these types.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 
 AUTOUPDATE_LABEL = "io.containers.autoupdate"
 AUTHFILE_LABEL = "io.containers.autoupdate.authfile"
@@ -88,3 +89,219 @@ class ContainerInfo:
     labels: dict[str, str]
     pod_id: str = ""
     state: str = "running"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerState:
+    """One container as podman shows it now (the health gate's and recovery's view)."""
+
+    id: str
+    image_id: str
+    status: str
+    running: bool
+    exit_code: int
+    started_at: str
+    health: str
+    has_healthcheck: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    """One systemd unit as systemd shows it now."""
+
+    unit: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    job: int  # 0: no job queued or running for the unit
+    result: str = ""
+    n_restarts: int = 0
+
+    @property
+    def crash_looping(self) -> bool:
+        return self.active_state == "activating" and self.sub_state == "auto-restart"
+
+    @property
+    def broken(self) -> bool:
+        """Failed, or waiting to be restarted after a crash."""
+        return self.active_state == "failed" or self.crash_looping
+
+    @property
+    def busy(self) -> bool:
+        """A job runs for it, or it is half-way (a crash loop counts as settled: it may loop for good)."""
+        transient = self.active_state in ("activating", "deactivating", "reloading")
+        return self.job != 0 or (transient and not self.crash_looping)
+
+    def __str__(self) -> str:
+        text = f"{self.active_state} ({self.sub_state})"
+        if self.result and self.result != "success":
+            text += f", result {self.result}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What the digest comparer found for one reference."""
+
+    update_available: bool
+    #: the digest a pull would give for the platform when known (index instance), else the tag's
+    remote_digest: str
+
+
+@dataclass
+class Entry:
+    """One container's outcome: a report row, a journal entry, a history row and a status record."""
+
+    unit: str
+    container_id: str
+    container_name: str
+    image: str
+    policy: str
+    updated: Status
+    old_digest: str = ""
+    new_digest: str = ""
+    old_image_id: str = ""
+    new_image_id: str = ""
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        """Plain JSON data (the status file, the control socket, `trigger --wait`)."""
+        return {
+            "unit": self.unit,
+            "container_id": self.container_id,
+            "container_name": self.container_name,
+            "image": self.image,
+            "policy": self.policy,
+            "updated": str(self.updated),
+            "old_digest": self.old_digest,
+            "new_digest": self.new_digest,
+            "old_image_id": self.old_image_id,
+            "new_image_id": self.new_image_id,
+            "error": self.error,
+        }
+
+
+@dataclass
+class RunResult:
+    """One run's outcome: entries, errors and warnings (podman-style texts), what it did."""
+
+    entries: list[Entry] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    finished: float = 0.0
+    restarted_units: list[str] = field(default_factory=list)
+    pulled: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+    def counts(self) -> dict[str, int]:
+        counts = {str(status): 0 for status in Status}
+        for entry in self.entries:
+            counts[str(entry.updated)] += 1
+        return counts
+
+    def summary(self) -> str:
+        c = self.counts()
+        parts = [
+            f"{c['true']} updated",
+            f"{c['false']} unchanged",
+            f"{c['pending']} pending",
+            f"{c['rolled back']} rolled back",
+            f"{c['failed']} failed",
+        ]
+        text = f"{len(self.entries)} containers: " + ", ".join(parts)
+        if self.errors:
+            text += f"; {len(self.errors)} errors"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRecord:
+    """A unit restart as the history recorded it: the intent's row ID and each container's."""
+
+    intent: int
+    unit: str
+    rows: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What pruning dangling images removed."""
+
+    deleted: tuple[str, ...] = ()
+    reclaimed: int = 0  # bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One container of one unit restart, as `autoupdated history` shows it."""
+
+    id: int
+    intent: int
+    time: str
+    finished: str | None
+    run_id: str
+    action: str
+    unit: str
+    container_id: str
+    container_name: str
+    reference: str
+    policy: str
+    old_digest: str
+    new_digest: str
+    old_image_id: str
+    new_image_id: str
+    result: str
+    error: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def entry(self) -> Entry:
+        """The recorded container as the engine's record of an outcome."""
+        try:
+            status = Status(self.result)
+        except ValueError:
+            status = Status.FAILED  # 'in progress': not finished
+        return Entry(
+            unit=self.unit,
+            container_id=self.container_id,
+            container_name=self.container_name,
+            image=self.reference,
+            policy=self.policy,
+            updated=status,
+            old_digest=self.old_digest,
+            new_digest=self.new_digest,
+            old_image_id=self.old_image_id,
+            new_image_id=self.new_image_id,
+            error=self.error,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """An unfinished unit restart (the daemon died before its outcome) and its containers."""
+
+    id: int
+    run_id: str
+    action: str
+    unit: str
+    started: str
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KnownUnit:
+    """A container the engine saw running under a unit (the `units` table)."""
+
+    unit: str
+    container_name: str
+    container_id: str
+    reference: str
+    policy: str
+    authfile: str | None
+    image_id: str
+    last_seen: str

@@ -1,61 +1,116 @@
-"""The one module that builds the real adapters: podman, registries, systemd, journal, history."""
+"""The one module that builds the real adapters and hands them to the engine.
+
+Everything above it (the CLI, the daemon) asks for a run, a recovery or a rollback here and
+never builds an adapter itself; everything below it (the engine, the parts) sees only ports.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from autoupdated import engine
+from autoupdated.adapters.history import History
 from autoupdated.adapters.journal import Journal
-from autoupdated.engine import Adapters, Options, RunError, RunResult
+from autoupdated.adapters.podman import Podman, default_url
+from autoupdated.adapters.registry.authfile import credentials_for
+from autoupdated.adapters.registry.client import RegistryClient
+from autoupdated.adapters.systemd.bus import SystemdBus
+from autoupdated.engine.failed import FailedUnits
+from autoupdated.engine.options import Options
+from autoupdated.engine.ports import Adapters
+from autoupdated.engine.recovery import recover as recover_with
+from autoupdated.engine.rollback import roll_back as roll_back_with
+from autoupdated.engine.run import run as run_with
+from autoupdated.errors import HistoryError, RunError
+from autoupdated.model import Credentials, PruneReport, RunResult
+from autoupdated.parts.digest import DigestComparer
+from autoupdated.parts.puller import Puller
+from autoupdated.parts.restarter import UnitRestarter
+from autoupdated.reference import Reference
 
 
-def real_adapters(options: Options) -> Adapters:
-    """Build the adapters that talk to the real podman, registries, systemd and journal."""
-    from autoupdated.adapters.podman import Podman
-    from autoupdated.adapters.registry.authfile import credentials_for
-    from autoupdated.adapters.registry.client import RegistryClient
-    from autoupdated.parts.digest import DigestComparer
-    from autoupdated.parts.puller import Puller
-    from autoupdated.parts.restarter import UnitRestarter
+async def load_credentials(ref: Reference, authfile: str | None) -> Credentials | None:
+    return credentials_for(ref, authfile)
 
+
+def real_adapters(options: Options, history: History | None = None) -> Adapters:
+    """The adapters that talk to the real podman, registries, systemd and journal."""
     podman = Podman(options.podman_url)
     client = RegistryClient(
         tls_verify=options.tls_verify,
         per_registry_concurrency=options.check_concurrency,
         timeout=options.registry_timeout,
     )
-    restarter = UnitRestarter(options.bus, timeout=options.restart_timeout)
-    history = None
-    if options.history_path:
-        from autoupdated.adapters.history import History, HistoryError
-
-        try:
-            history = History(options.history_path)
-        except HistoryError as err:
-            raise RunError(f"{err}; no update is made without its record") from None
-    closers: list[Callable[[], Awaitable[None]]] = [client.aclose, restarter.close]
+    bus = SystemdBus(options.bus)
+    closers: list[Callable[[], Awaitable[None]]] = [client.aclose, bus.close]
     failed_units = None
     if options.update_failed_units:
-        from autoupdated.engine.recovery import FailedUnits
-
-        failed_units = FailedUnits(podman, history, options.bus)
-        closers.append(failed_units.aclose)
+        failed_units = FailedUnits(podman, history, bus)
     if history is not None:
         closers.append(history.aclose)
     return Adapters(
         podman=podman,
         comparer=DigestComparer(client),
         puller=Puller(podman, options.pull_concurrency),
-        restarter=restarter,
-        credentials_for=credentials_for,
+        restarter=UnitRestarter(bus, timeout=options.restart_timeout),
+        credentials_for=load_credentials,
         journal=Journal(),
         history=history,
         failed_units=failed_units,
+        units=bus,
         closers=closers,
     )
 
 
+def _history(path: str | Path, action: str = "update") -> History:
+    try:
+        return History(path, action=action)
+    except HistoryError as err:
+        raise RunError(f"{err}; no update is made without its record") from None
+
+
 async def run(options: Options, *, stop: asyncio.Event | None = None) -> RunResult:
     """One run of the update job against the real podman, registries and systemd."""
-    return await engine.run(options, adapters=real_adapters(options), stop=stop)
+    history = _history(options.history_path) if options.history_path else None
+    return await run_with(options, adapters=real_adapters(options, history), stop=stop)
+
+
+async def recover(options: Options, *, stop: asyncio.Event | None = None) -> RunResult:
+    """Finish the interrupted updates the history holds (nothing without a history)."""
+    if not options.history_path:
+        result = RunResult()
+        result.finished = result.started
+        return result
+    plain = dataclasses.replace(options, history_path=None, update_failed_units=False, dry_run=False)
+    history = _history(options.history_path, action="recovery")
+    try:
+        return await recover_with(plain, real_adapters(plain), history)
+    finally:
+        history.close()
+
+
+async def roll_back(options: Options, path: Path, container: str) -> str:
+    """`autoupdated rollback CONTAINER` against the real podman and systemd."""
+    plain = dataclasses.replace(options, history_path=None, update_failed_units=False)
+    with History(path, action="rollback") as history:
+        return await roll_back_with(plain, real_adapters(plain), history, container)
+
+
+def pending_recovery(path: Path | None) -> int:
+    """How many unit updates the history at `path` holds as 'in progress' (0 without one)."""
+    if path is None or not path.exists():
+        return 0
+    with History(path, readonly=True) as history:
+        return len(history.pending())
+
+
+def podman_url(url: str | None) -> str:
+    """The podman service a run talks to: the key, $CONTAINER_HOST, else the usual socket."""
+    return url or default_url()
+
+
+def prune_dangling_images(url: str) -> PruneReport:
+    """`podman image prune -f` (dangling images only); blocking (the daemon runs it in a thread)."""
+    return asyncio.run(Podman(url).prune_images())

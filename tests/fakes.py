@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from autoupdated import engine
-from autoupdated.adapters.podman import ContainerState
-from autoupdated.model import ContainerInfo, Credentials, ImageInfo, Platform
+from autoupdated.model import CheckResult, ContainerInfo, ContainerState, Credentials, ImageInfo, Platform
 from autoupdated.reference import Reference
 
 
@@ -118,12 +117,6 @@ class FakePodman:
 
 
 @dataclass
-class Check:
-    update_available: bool
-    remote_digest: str
-
-
-@dataclass
 class FakeComparer:
     remote: dict[str, str]  # reference -> remote digest
     errors: dict[str, Exception] = field(default_factory=dict)
@@ -131,13 +124,13 @@ class FakeComparer:
 
     async def check(
         self, ref: Reference, *, credentials: Credentials | None, platform: Platform, local_digests: frozenset[str]
-    ) -> Check:
+    ) -> CheckResult:
         self.calls.append(str(ref))
         await asyncio.sleep(0)
         if str(ref) in self.errors:
             raise self.errors[str(ref)]
         digest = self.remote[str(ref)]
-        return Check(digest not in local_digests, digest)
+        return CheckResult(digest not in local_digests, digest)
 
 
 @dataclass
@@ -207,12 +200,16 @@ def adapters(
     credentials: dict[str, Credentials] | None = None,
 ) -> engine.Adapters:
     creds = credentials or {}
+
+    async def credentials_for(ref: Reference, authfile: str | None) -> Credentials | None:
+        return creds.get(authfile or "")
+
     return engine.Adapters(
         podman=podman,
         comparer=comparer or FakeComparer({}),
         puller=puller or FakePuller({}),
         restarter=restarter or FakeRestarter(),
-        credentials_for=lambda ref, authfile: creds.get(authfile or ""),
+        credentials_for=credentials_for,
         journal=None,
     )
 

@@ -24,7 +24,7 @@ from autoupdated import engine
 from autoupdated.adapters import control, journal
 from autoupdated.adapters.notify import Notifier
 from autoupdated.daemon.service import Daemon
-from autoupdated.model import Status
+from autoupdated.model import PruneReport, Status
 from tests.test_parts import decode_journal_datagram as parse_datagram
 
 
@@ -175,9 +175,9 @@ async def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         fake = fake or FakeEngine()
         pruned: list[str] = []
 
-        def pruner(url: str) -> dict[str, Any]:
+        def pruner(url: str) -> PruneReport:
             pruned.append(url)
-            return {"ImagesDeleted": [{"Deleted": "sha256:old"}], "SpaceReclaimed": 1234}
+            return PruneReport(deleted=("sha256:old",), reclaimed=1234)
 
         daemon = Daemon(
             config_mod.load(path),

@@ -218,7 +218,7 @@ async def test_unreachable_podman_or_bus_is_a_run_error():
     with pytest.raises(engine.RunError, match="no socket"):
         await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
 
-    from autoupdated.parts.restarter import BusUnavailable
+    from autoupdated.errors import BusUnavailable
 
     podman, comparer, puller, restarter = world(container(1, IMG_A))
     restarter.connect_error = BusUnavailable("cannot connect to the system D-Bus")

@@ -13,11 +13,13 @@ pytestmark = pytest.mark.machine
 
 SCRIPT = r"""
 import asyncio, json, sys, time
-from autoupdated.parts.restarter import UnitRestarter, RestartError
+from autoupdated.adapters.systemd.bus import SystemdBus
+from autoupdated.errors import RestartError
+from autoupdated.parts.restarter import UnitRestarter
 
 async def main(units, timeout):
     out = {}
-    async with UnitRestarter("system", timeout=timeout) as r:
+    async with UnitRestarter(SystemdBus("system"), timeout=timeout) as r:
         async def one(u):
             t = time.monotonic()
             try:

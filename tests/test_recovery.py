@@ -18,9 +18,10 @@ import pytest
 
 from autoupdated import engine
 from autoupdated.adapters.history import History
-from autoupdated.adapters.podman import ContainerState, PodmanError
-from autoupdated.engine.recovery import FailedUnits, UnitState, recover
-from autoupdated.model import ContainerInfo, Status
+from autoupdated.engine.failed import FailedUnits
+from autoupdated.engine.recovery import recover
+from autoupdated.errors import NoSuchObject
+from autoupdated.model import ContainerInfo, ContainerState, Status, UnitState
 from tests import fakes
 from tests.fakes import FakePodman, FakePuller, FakeRestarter, container, image
 
@@ -41,7 +42,7 @@ class Podman(FakePodman):
         if name in self.images_by_id:
             return name
         if name not in self.local_names:
-            raise PodmanError(f"{name}: image not known")
+            raise NoSuchObject(f"{name}: image not known")
         return self.local_names[name]
 
     async def container_state(self, name: str) -> ContainerState | None:
@@ -97,6 +98,7 @@ class World:
         self.restarter = FakeRestarter(podman=self.podman)
         self.units = FakeUnits(self.restarter)
         self.adapters = fakes.adapters(self.podman, puller=self.puller, restarter=self.restarter)
+        self.adapters.units = self.units
         self.history = History(tmp_path / "history.db", run_id="killed-run")
         self.options = engine.Options(settle_time=0.05, poll_interval=0.01, health_timeout=0.5)
 
@@ -127,7 +129,7 @@ class World:
         self.podman.started[f"c{n}"] = time.monotonic()
 
     async def recover(self) -> engine.RunResult:
-        return await recover(self.options, history=self.history, adapters=self.adapters, units=self.units)  # type: ignore[arg-type]
+        return await recover(self.options, self.adapters, self.history)
 
     def results(self) -> dict[str, tuple[str, str]]:
         return {r.container_name: (r.result, r.error or "") for r in self.history.rows()}
@@ -269,24 +271,8 @@ class StoppedPodman(Podman):
 
     stopped: list[ContainerInfo]
 
-    async def _run(self, method: str, path: str, **kw: object) -> object:
-        items = [
-            {
-                "Id": c.id,
-                "Names": [c.name],
-                "ImageID": c.image_id,
-                "Image": c.raw_image_name,
-                "Labels": c.labels,
-                "State": c.state,
-            }
-            for c in self.stopped
-        ]
-
-        class Response:
-            def json(self) -> object:
-                return items
-
-        return Response()
+    async def stopped_labelled_containers(self) -> list[ContainerInfo]:
+        return [c for c in self.stopped if c.state != "running" and not c.pod_id]
 
 
 async def test_failed_units_come_from_the_history_and_stopped_containers(tmp_path: Path) -> None:
@@ -310,11 +296,10 @@ async def test_failed_units_come_from_the_history_and_stopped_containers(tmp_pat
             ("container-c4.service", container(4, ref(4))),  # failed, but its image is gone
         ]
     )
-    finder = FailedUnits(podman, history)  # type: ignore[arg-type]
     units = FakeUnits(
         FakeRestarter(), failed={"container-c1.service", "container-c4.service"}, looping={"container-c3.service"}
     )
-    finder.units = units  # type: ignore[assignment]
+    finder = FailedUnits(podman, history, units)
     found = await finder.find(skip_units=set())
     assert [(c.name, c.image_id, c.labels.get("io.containers.autoupdate.authfile")) for c in found] == [
         ("c1", "img1", "/a.json"),

@@ -30,16 +30,21 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from autoupdated.model import AUTHFILE_LABEL, AUTOUPDATE_LABEL
-
-if TYPE_CHECKING:
-    from autoupdated.engine import Entry
-    from autoupdated.model import ContainerInfo
+from autoupdated.errors import HistoryError
+from autoupdated.model import (
+    AUTHFILE_LABEL,
+    AUTOUPDATE_LABEL,
+    ContainerInfo,
+    Entry,
+    Intent,
+    IntentRecord,
+    KnownUnit,
+    Row,
+)
 
 DB_NAME = "history.db"
 SCHEMA_VERSION = 1
@@ -88,87 +93,12 @@ CREATE TABLE IF NOT EXISTS units (
 """
 
 
-class HistoryError(Exception):
-    """The history database cannot be opened or written; the text names the file and what to do."""
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """What `intent` hands back: the intent's row ID and the row ID of each container."""
-
-    intent: int
-    unit: str
-    rows: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One container of one unit restart, as `autoupdated history` shows it."""
-
-    id: int
-    intent: int
-    time: str
-    finished: str | None
-    run_id: str
-    action: str
-    unit: str
-    container_id: str
-    container_name: str
-    reference: str
-    policy: str
-    old_digest: str
-    new_digest: str
-    old_image_id: str
-    new_image_id: str
-    result: str
-    error: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    """An unfinished unit restart (the daemon died before its outcome) and its containers."""
-
-    id: int
-    run_id: str
-    action: str
-    unit: str
-    started: str
-    rows: tuple[Row, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class KnownUnit:
-    """A container the engine saw running under a unit (the `units` table)."""
-
-    unit: str
-    container_name: str
-    container_id: str
-    reference: str
-    policy: str
-    authfile: str | None
-    image_id: str
-    last_seen: str
-
-
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-
-
-def default_path() -> Path:
-    """$STATE_DIRECTORY, else /var/lib/autoupdated (root) or $XDG_STATE_HOME/autoupdated."""
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / DB_NAME
-    if os.geteuid() == 0:
-        return Path("/var/lib/autoupdated") / DB_NAME
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "autoupdated" / DB_NAME
 
 
 def _hint(err: BaseException) -> str:
@@ -281,7 +211,7 @@ class History:
 
     # -- the engine's HistoryPort -----------------------------------------------------------
 
-    def intent(self, unit: str, entries: list[Entry]) -> Record:
+    def intent(self, unit: str, entries: list[Entry]) -> IntentRecord:
         """Before anything changes for `unit`: one 'in progress' row per container."""
         with self._write(f"recording the update of unit {unit}") as cur:
             cur.execute(
@@ -309,11 +239,10 @@ class History:
                     ),
                 )
                 rows.append(int(cur.lastrowid or 0))
-        return Record(intent, unit, tuple(rows))
+        return IntentRecord(intent, unit, tuple(rows))
 
-    def step(self, record: object, entries: list[Entry]) -> None:
+    def step(self, record: IntentRecord, entries: list[Entry]) -> None:
         """After the pulls, before the restart: the new image IDs and digests are known."""
-        record = _record(record)
         with self._write(f"recording the pulled images of unit {record.unit}") as cur:
             for row_id, entry in self._pairs(cur, record, entries):
                 cur.execute(
@@ -321,9 +250,8 @@ class History:
                     (entry.new_digest, entry.new_image_id, row_id),
                 )
 
-    def outcome(self, record: object, entries: list[Entry]) -> None:
+    def outcome(self, record: IntentRecord, entries: list[Entry]) -> None:
         """After the restart (and rollback): each container's result and error; the intent is done."""
-        record = _record(record)
         with self._write(f"recording the outcome of unit {record.unit}") as cur:
             for row_id, entry in self._pairs(cur, record, entries):
                 cur.execute(
@@ -336,7 +264,7 @@ class History:
             )
             cur.execute("UPDATE intents SET state = ?, finished = ? WHERE id = ?", (DONE, now(), record.intent))
 
-    def _pairs(self, cur: sqlite3.Cursor, record: Record, entries: Sequence[Entry]) -> list[tuple[int, Entry]]:
+    def _pairs(self, cur: sqlite3.Cursor, record: IntentRecord, entries: Sequence[Entry]) -> list[tuple[int, Entry]]:
         """Match entries to the record's rows by container ID (then name)."""
         found = cur.execute(
             "SELECT id, container_id, container_name FROM updates WHERE intent = ?", (record.intent,)
@@ -418,8 +346,8 @@ class History:
             )
         return found
 
-    def record_of(self, intent: Intent) -> Record:
-        return Record(intent.id, intent.unit, tuple(row.id for row in intent.rows))
+    def record_of(self, intent: Intent) -> IntentRecord:
+        return IntentRecord(intent.id, intent.unit, tuple(row.id for row in intent.rows))
 
     def last_change(self, container: str) -> Row | None:
         """The newest row for `container` that changed its image (result 'true')."""
@@ -480,10 +408,6 @@ class _Guarded:
         return HistoryError(f"{self.what} in the history database {self.history.path} failed: {err}; {_hint(err)}")
 
 
-def _record(record: object) -> Record:
-    if not isinstance(record, Record):
-        raise TypeError(f"not a history record: {record!r}")
-    return record
 
 
 def rows_json(rows: Iterable[Row]) -> str:

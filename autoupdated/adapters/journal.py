@@ -10,12 +10,15 @@ caller's stderr output is all there is.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import struct
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from autoupdated.model import Entry, Status
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
@@ -27,12 +30,68 @@ MESSAGE_ID_RUN_FAILED = "b7a1d3e5f9c24b6e8a0c2e4f6a8b0d13"
 MESSAGE_ID_CONFIG = "c4e6a8b0d2f44e1a9c3e5a7b9d1f3a14"
 MESSAGE_ID_DAEMON = "e2b4d6f8a0c24e6a8c0e2a4c6e8a0c15"
 
-# syslog priorities
+# syslog priorities, and the names `log_level` gives them (one map, for the daemon and its logging)
 ERR = 3
 WARNING = 4
 NOTICE = 5
 INFO = 6
 DEBUG = 7
+LEVELS = {"debug": DEBUG, "info": INFO, "notice": NOTICE, "warning": WARNING, "error": ERR}
+LEVEL_NAMES = {priority: name for name, priority in LEVELS.items()}
+
+
+def priority_of(python_level: int) -> int:
+    """The syslog priority of a Python logging level (NOTICE lies between INFO and WARNING)."""
+    if python_level >= logging.ERROR:
+        return ERR
+    if python_level >= logging.WARNING:
+        return WARNING
+    if python_level > logging.INFO:
+        return NOTICE
+    if python_level >= logging.INFO:
+        return INFO
+    return DEBUG
+
+
+def python_level(name: str) -> int:
+    """The Python logging level for a `log_level` name."""
+    levels = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO + 5}
+    return levels.get(name, logging.WARNING if name == "warning" else logging.ERROR)
+
+
+_OUTCOME_PRIORITY = {Status.UPDATED: NOTICE, Status.FAILED: ERR, Status.ROLLED_BACK: WARNING}
+_OUTCOME_VERB = {
+    Status.UPDATED: "updated to",
+    Status.NOT_UPDATED: "is up to date with",
+    Status.PENDING: "has an update pending for",
+    Status.FAILED: "failed to update to",
+    Status.ROLLED_BACK: "was rolled back from",
+}
+
+
+def outcome_entry(entry: Entry) -> tuple[str, int, dict[str, object]]:
+    """One container's outcome as a journal entry: message, priority, structured fields."""
+    message = (
+        f"container {entry.container_name} ({entry.container_id[:12]}) in {entry.unit} "
+        f"{_OUTCOME_VERB[entry.updated]} {entry.image}"
+    )
+    if entry.error:
+        message += f": {entry.error}"
+    fields: dict[str, object] = {
+        "MESSAGE_ID": MESSAGE_ID_OUTCOME,
+        "CONTAINER_ID": entry.container_id,
+        "CONTAINER_NAME": entry.container_name,
+        "IMAGE": entry.image,
+        "UNIT": entry.unit,
+        "POLICY": entry.policy,
+        "RESULT": str(entry.updated),
+        "OLD_DIGEST": entry.old_digest,
+        "NEW_DIGEST": entry.new_digest,
+        "OLD_IMAGE_ID": entry.old_image_id,
+        "NEW_IMAGE_ID": entry.new_image_id,
+        "ERROR": entry.error or "",
+    }
+    return message, _OUTCOME_PRIORITY.get(entry.updated, INFO), fields
 
 
 def _encode(key: str, value: str) -> bytes:
@@ -83,6 +142,11 @@ class Journal:
             print(f"autoupdated: could not write to the journal at {self.path}: {err}", file=sys.stderr)
             return False
         return True
+
+    def outcome(self, entry: Entry) -> None:
+        """The engine's OutcomeSink: one entry per container and run."""
+        message, priority, fields = outcome_entry(entry)
+        self.send(message, priority=priority, fields=fields)
 
     def close(self) -> None:
         if self._sock is not None:

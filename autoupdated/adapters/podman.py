@@ -1,5 +1,9 @@
 """The podman adapter: the few REST calls the engine needs, over podman-py.
 
+Every failure leaves this module as a PodmanError (PodmanUnavailable when the service cannot be
+reached, NoSuchObject for a 404), mapped in `_call` alone, with every credential this adapter
+was handed scrubbed out: podman relays registry errors, and registries echo what they were sent.
+
 podman-py is synchronous (requests); the engine is async, so each call runs in a
 worker thread.  Calls are kept few on purpose: one list call gives every labelled
 container with its labels and image, one list call gives every image with its
@@ -9,36 +13,29 @@ digests; nothing is inspected per container unless it is in a pod.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from autoupdated.model import AUTOUPDATE_LABEL, ContainerInfo, Credentials, ImageInfo
+from podman import PodmanClient
+from podman.errors import APIError
+
+from autoupdated.errors import NoSuchObject, PodmanError, PodmanUnavailable
+from autoupdated.model import (
+    AUTOUPDATE_LABEL,
+    ContainerInfo,
+    ContainerState,
+    Credentials,
+    ImageInfo,
+    Platform,
+    PruneReport,
+)
+from autoupdated.secrets import Secrets
 
 ROOT_SOCKET = "unix:///run/podman/podman.sock"
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerState:
-    id: str
-    image_id: str
-    status: str
-    running: bool
-    exit_code: int
-    started_at: str
-    health: str
-    has_healthcheck: bool
-
-
-class PodmanError(Exception):
-    """A podman API call failed; the text names what was asked and what podman said."""
-
-
-class PodmanUnavailable(PodmanError):
-    """The podman service cannot be reached at all: the run cannot happen."""
 
 
 def default_url() -> str:
@@ -58,8 +55,6 @@ def _explain(err: BaseException) -> str:
 
 def encode_auth(credentials: Credentials) -> str:
     """The X-Registry-Auth header podman's API reads (docker's AuthConfig, base64url JSON)."""
-    import base64
-
     if credentials.identity_token:
         payload = {"identitytoken": credentials.identity_token}
     else:
@@ -74,27 +69,24 @@ class Podman:
         self.url = url or default_url()
         self.timeout = timeout
         self._local = threading.local()
+        self.secrets = Secrets()
 
     # podman-py's client sits on a requests.Session, which is not meant to be shared
     # between threads: keep one per worker thread.
     def _api(self) -> Any:
         api = getattr(self._local, "api", None)
         if api is None:
-            from podman import PodmanClient
-
             client = PodmanClient(base_url=self.url, timeout=self.timeout)
             api = self._local.api = client.api
         return api
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        from podman.errors import APIError
-
         try:
             response = getattr(self._api(), method)(path, **kwargs)
         except APIError as err:
             if isinstance(err.__cause__, OSError):
                 raise PodmanUnavailable(self._unreachable(err.__cause__)) from None
-            raise PodmanError(_explain(err)) from None
+            raise PodmanError(self.secrets.scrub(_explain(err))) from None
         except OSError as err:
             raise PodmanUnavailable(self._unreachable(err)) from None
         if response.status_code >= 400:
@@ -102,7 +94,8 @@ class Podman:
                 message = response.json().get("message") or response.text
             except ValueError:
                 message = response.text
-            raise PodmanError(str(message).strip())
+            kind = NoSuchObject if response.status_code == 404 else PodmanError
+            raise kind(self.secrets.scrub(str(message).strip()))
         return response
 
     def _unreachable(self, err: BaseException) -> str:
@@ -124,6 +117,13 @@ class Podman:
         filters = json.dumps({"label": [AUTOUPDATE_LABEL], "status": ["running"]})
         response = await self._run("get", "/containers/json", params={"filters": filters})
         return [_container_from_list(item) for item in response.json()]
+
+    async def stopped_labelled_containers(self) -> list[ContainerInfo]:
+        """Labelled containers podman still has that are not running, outside pods (non-`--new` units)."""
+        filters = json.dumps({"label": [AUTOUPDATE_LABEL]})
+        response = await self._run("get", "/containers/json", params={"all": "true", "filters": filters})
+        found = (_container_from_list(item) for item in response.json())
+        return [c for c in found if c.state != "running" and not c.pod_id]
 
     async def pod_infra_labels(self, pod_id: str) -> dict[str, str]:
         """Labels of a pod's infra container (where the pod's unit name is recorded)."""
@@ -158,6 +158,7 @@ class Podman:
 
     async def pull(self, reference: str, *, credentials: Credentials | None, tls_verify: bool | None) -> str:
         """Pull `reference` (always), returning the pulled image's ID."""
+        self.secrets.add_credentials(credentials)
         return await asyncio.to_thread(self._pull, reference, credentials, tls_verify)
 
     def _pull(self, reference: str, credentials: Credentials | None, tls_verify: bool | None) -> str:
@@ -171,7 +172,7 @@ class Podman:
         image_id = ""
         for report in _json_stream(response.iter_lines()):
             if error := report.get("error"):
-                raise PodmanError(str(error).strip())
+                raise PodmanError(self.secrets.scrub(str(error).strip()))
             if report.get("id"):
                 image_id = str(report["id"])
             for value in report.get("images") or ():
@@ -189,12 +190,8 @@ class Podman:
         """
         try:
             item = (await self._run("get", f"/containers/{name}/json")).json()
-        except PodmanUnavailable:
-            raise
-        except PodmanError as err:
-            if "no such" in str(err).lower():
-                return None
-            raise
+        except NoSuchObject:
+            return None
         if str(item.get("Name") or "").lstrip("/") != name:
             return None
         state = item.get("State") or {}
@@ -215,10 +212,14 @@ class Podman:
         response = await self._run("get", f"/containers/{name_or_id}/healthcheck")
         return str(response.json().get("Status") or "")
 
-    async def prune_images(self) -> list[str]:
+    async def prune_images(self) -> PruneReport:
         """Remove dangling images (what podman-auto-update.service does after a run)."""
         response = await self._run("post", "/images/prune")
-        return [str(item.get("Id", "")) for item in (response.json() or [])]
+        items = [item for item in (response.json() or []) if isinstance(item, dict) and not item.get("Err")]
+        return PruneReport(
+            deleted=tuple(str(item.get("Id", "")) for item in items),
+            reclaimed=sum(int(item.get("Size") or 0) for item in items),
+        )
 
 
 def _root_cause(err: BaseException) -> str:
@@ -278,8 +279,6 @@ def _image_from_list(item: Mapping[str, Any]) -> ImageInfo:
 
 
 def _image_from_inspect(item: Mapping[str, Any]) -> ImageInfo:
-    from autoupdated.model import Platform
-
     config = item.get("Config") or {}
     health = item.get("HealthCheck") or config.get("Healthcheck") or {}
     test = health.get("Test") or []

@@ -137,10 +137,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     import asyncio
 
-    from autoupdated import engine, wiring
-    from autoupdated.report import FormatError, render
+    from autoupdated import wiring
+    from autoupdated.engine import Options
+    from autoupdated.errors import RunError
+    from autoupdated.report import FormatError, render, row
 
-    options = engine.Options(
+    options = Options(
         dry_run=args.dry_run,
         rollback=args.rollback,
         authfile=authfile,
@@ -158,7 +160,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     try:
         result = asyncio.run(wiring.run(options))
-    except engine.RunError as err:
+    except RunError as err:
         print(f"Error: {err}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -166,7 +168,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     errors = list(result.errors)
     if result.entries:
         try:
-            sys.stdout.write(render([entry.report_row() for entry in result.entries], args.format))
+            rows = [
+                row(e.unit, e.container_id, e.container_name, e.image, e.policy, str(e.updated))
+                for e in result.entries
+            ]
+            sys.stdout.write(render(rows, args.format))
             sys.stdout.flush()
         except FormatError as err:
             errors.append(str(err))

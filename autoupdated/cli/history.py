@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from autoupdated.adapters.history import Row
+    from autoupdated.model import Row
 
 EXIT_FAILED = 1
 EX_CONFIG = 78
@@ -85,21 +84,16 @@ def _short(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12] or "-"
 
 
-def _when(text: str) -> str:
-    try:
-        return datetime.fromisoformat(text).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return text
-
-
 def format_rows(rows: list[Row]) -> str:
     """A table like the report's (columns padded to their widest cell), errors under each row."""
+    from autoupdated.engine.rollback import local_time
+
     lines: list[list[str]] = [list(COLUMNS)]
     notes: dict[int, str] = {}
     for row in rows:
         lines.append(
             [
-                _when(row.time),
+                local_time(row.time),
                 row.action,
                 row.unit,
                 f"{row.container_id[:12]} ({row.container_name})",
@@ -121,7 +115,8 @@ def format_rows(rows: list[Row]) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from autoupdated.adapters.history import History, HistoryError
+    from autoupdated.adapters.history import History
+    from autoupdated.errors import HistoryError
 
     path = _db_path(args)
     if isinstance(path, int):
@@ -149,9 +144,10 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     import asyncio
 
-    from autoupdated import config
-    from autoupdated.adapters.history import HistoryError
-    from autoupdated.engine import RunError
+    from autoupdated import config, wiring
+    from autoupdated.daemon.service import engine_options
+    from autoupdated.engine.rollback import RollbackError
+    from autoupdated.errors import HistoryError, RunError
 
     try:
         settings = _settings(args)
@@ -159,103 +155,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(f"autoupdated: {err}", file=sys.stderr)
         return EX_CONFIG
     path = Path(args.db) if args.db else history_path(settings)
+    if not path.exists():
+        print(f"autoupdated: no history at {path}: there is no recorded update to roll back", file=sys.stderr)
+        return EXIT_FAILED
     try:
-        message = asyncio.run(roll_back(settings, path, args.container))
+        message = asyncio.run(wiring.roll_back(engine_options(settings), path, args.container))
     except (RollbackError, RunError, HistoryError) as err:
         print(f"autoupdated: {err}", file=sys.stderr)
         return EXIT_FAILED
     print(message)
     return 0
-
-
-class RollbackError(Exception):
-    """The rollback was refused or did not work; the text says why and what state resulted."""
-
-
-async def roll_back(settings: Any, path: Path, container: str) -> str:
-    """Undo the last recorded image change of `container`; returns what was done."""
-    import asyncio
-    import dataclasses
-
-    from autoupdated import engine, wiring
-    from autoupdated.adapters.history import History
-    from autoupdated.daemon import service as daemon
-    from autoupdated.engine.recovery import ensure_image
-    from autoupdated.model import AUTOUPDATE_LABEL, UNIT_LABEL, ContainerInfo, ImageInfo, Policy, Status
-
-    if not await asyncio.to_thread(path.exists):
-        raise RollbackError(f"no history at {path}: there is no recorded update to roll back")
-    with History(path, action="rollback") as history:
-        row = history.last_change(container)
-        if row is None:
-            raise RollbackError(
-                f"no recorded update changed the image of container {container}: nothing to roll back "
-                f"(see `autoupdated history --container {container}`)"
-            )
-        options = dataclasses.replace(daemon.engine_options(settings), history_path=None, update_failed_units=False)
-        adapters = wiring.real_adapters(options)
-        try:
-            eng = engine.Engine(options, adapters)
-            state = await eng.a.podman.container_state(row.container_name)
-            if state is not None and state.running and state.image_id == row.old_image_id:
-                raise RollbackError(
-                    f"container {row.container_name} already runs its previous image {row.old_image_id[:12]} "
-                    f"({row.reference}): nothing to roll back"
-                )
-            if state is not None and state.running and state.image_id != row.new_image_id:
-                raise RollbackError(
-                    f"container {row.container_name} runs image {state.image_id[:12]}, not {row.new_image_id[:12]} "
-                    f"of its last recorded update ({_when(row.time)}): it was changed outside autoupdated; "
-                    "not rolling back"
-                )
-            await eng.connect_bus()
-            try:
-                policy = Policy(row.policy)
-            except ValueError:
-                policy = Policy.REGISTRY
-            current = ContainerInfo(
-                id=state.id if state is not None else row.container_id,
-                name=row.container_name,
-                image_id=row.new_image_id,
-                raw_image_name=row.reference,
-                labels={UNIT_LABEL: row.unit, AUTOUPDATE_LABEL: row.policy},
-                state="",
-            )
-            task = engine.Task(current, policy, row.unit, options.authfile)
-            task.image = ImageInfo(id=row.new_image_id, digest=row.new_digest)
-            task.new_image_id, task.new_digest = row.old_image_id, row.old_digest
-            task.status = Status.FAILED
-            record = history.intent(row.unit, [task.entry()])
-            try:
-                await ensure_image(eng, task, row.old_image_id, row.old_digest)
-                await eng.a.podman.tag(row.old_image_id, row.reference)
-                history.step(record, [task.entry()])
-            except Exception as err:
-                task.error = f"putting the previous image {row.old_image_id[:12]} back failed: {err}"
-                history.outcome(record, [task.entry()])
-                raise RollbackError(f"{task.error}; nothing was changed") from None
-            try:
-                await eng.a.restarter.restart(row.unit)
-                await eng.verify_unit(row.unit, [task])
-            except Exception as err:
-                await eng.roll_back(row.unit, [task], err)
-                restored = task.status is Status.ROLLED_BACK
-                task.status = Status.FAILED
-                task.error = (
-                    f"the previous image {row.old_image_id[:12]} did not come up in unit {row.unit}: {err}; "
-                    + (
-                        f"the current image {row.new_image_id[:12]} was put back"
-                        if restored
-                        else f"putting the current image back failed too: {'; '.join(eng.result.errors)}"
-                    )
-                )
-                history.outcome(record, [task.entry()])
-                raise RollbackError(task.error) from None
-            task.status, task.error = Status.ROLLED_BACK, None
-            history.outcome(record, [task.entry()])
-        finally:
-            await adapters.aclose()
-    return (
-        f"Rolled back container {row.container_name} in unit {row.unit} to its previous image "
-        f"{row.old_image_id[:12]} ({row.reference}{', ' + row.old_digest if row.old_digest else ''})"
-    )

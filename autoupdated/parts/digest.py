@@ -26,7 +26,7 @@ from typing import TypeVar
 from autoupdated import manifest as mf
 from autoupdated.adapters.registry.client import ManifestBody, ManifestHead, RegistryClient
 from autoupdated.errors import RegistryError, RegistryProtocolError, RegistryServerError
-from autoupdated.model import Credentials, ImageInfo, Platform
+from autoupdated.model import CheckResult, Credentials, ImageInfo, Platform
 from autoupdated.reference import Reference
 
 __all__ = ["CheckResult", "DigestComparer", "local_update_available"]
@@ -35,13 +35,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 T_key = TypeVar("T_key")
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    update_available: bool
-    #: the digest a pull would give for the platform when known (index instance), else the tag's
-    remote_digest: str
 
 
 @dataclass(frozen=True, slots=True)
