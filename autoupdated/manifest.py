@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from autoupdated.model import Platform
 
@@ -265,3 +265,20 @@ def choose_instance(index: Index, platform: Platform) -> Descriptor:
         f"no image found in {kind} for architecture {first.architecture!r}, "
         f"variant {first.variant or ''!r}, OS {first.os!r}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestHead:
+    """What a manifest HEAD told: the digest (None when the header was missing) and type."""
+
+    digest: str | None
+    media_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestBody:
+    """A fetched manifest: the exact bytes, their media type and their (verified) digest."""
+
+    body: bytes = field(repr=False)
+    media_type: str | None
+    digest: str

@@ -21,11 +21,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from autoupdated import manifest as mf
-from autoupdated.adapters.registry.client import ManifestBody, ManifestHead, RegistryClient
 from autoupdated.errors import RegistryError, RegistryProtocolError, RegistryServerError
+from autoupdated.manifest import ManifestBody, ManifestHead
 from autoupdated.model import CheckResult, Credentials, ImageInfo, Platform
 from autoupdated.reference import Reference
 
@@ -54,10 +54,24 @@ def local_update_available(current: ImageInfo, named: ImageInfo | None) -> bool:
     return named.digest != current.digest or not named.digest
 
 
+class RegistryPort(Protocol):
+    """What the comparer asks of a registry (adapters/registry/client.py in production)."""
+
+    async def head_manifest(self, ref: Reference, reference: str, credentials: Credentials | None) -> ManifestHead: ...
+
+    async def get_manifest(
+        self, ref: Reference, reference: str, credentials: Credentials | None, *, expected_digest: str | None = None
+    ) -> ManifestBody: ...
+
+    def scrub(self, text: str) -> str:
+        """`text` without any secret the registry client has seen."""
+        ...
+
+
 class DigestComparer:
     """Compares local digests with the registry's, once per distinct question per run."""
 
-    def __init__(self, client: RegistryClient) -> None:
+    def __init__(self, client: RegistryPort) -> None:
         self.client = client
         self._checks: dict[tuple[str, Credentials | None, Platform, frozenset[str]], asyncio.Future[CheckResult]]
         self._checks = {}
@@ -96,7 +110,7 @@ class DigestComparer:
         except mf.ManifestError as err:
             raise RegistryProtocolError(str(err)) from None
         except Exception as err:
-            text = self.client._scrub(f"{type(err).__name__}: {err}")
+            text = self.client.scrub(f"{type(err).__name__}: {err}")
             log.debug("unexpected error while checking a registry: %s", text)
             raise RegistryError(f"unexpected error while asking the registry: {text}") from None
 

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
-from autoupdated.adapters.podman import Podman
 from autoupdated.model import Credentials
 
 progress = logging.getLogger("autoupdated.progress")
+
+
+class PullPort(Protocol):
+    """What pulls (the podman adapter): always pulls, returns the image ID."""
+
+    async def pull(self, reference: str, *, credentials: Credentials | None, tls_verify: bool | None) -> str: ...
 
 
 class PullError(Exception):
@@ -22,7 +28,7 @@ class PullError(Exception):
 
 
 class Puller:
-    def __init__(self, podman: Podman, concurrency: int = 4) -> None:
+    def __init__(self, podman: PullPort, concurrency: int = 4) -> None:
         self.podman = podman
         self._bound = asyncio.Semaphore(max(1, concurrency))
         self._pulls: dict[str, asyncio.Future[str]] = {}

@@ -53,6 +53,7 @@ from autoupdated.errors import (
     RegistryTLSError,
     TooManyRequests,
 )
+from autoupdated.manifest import ManifestBody, ManifestHead
 from autoupdated.model import Credentials
 from autoupdated.reference import Reference
 from autoupdated.secrets import Secrets
@@ -75,23 +76,6 @@ _INSECURE_HINT = (
     'insecure in registries.conf ([[registry]] location = "{host}", insecure = true) '
     "or run with --tls-verify=false"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestHead:
-    """What a manifest HEAD told: the digest (None when the header was missing) and type."""
-
-    digest: str | None
-    media_type: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestBody:
-    """A fetched manifest: the exact bytes, their media type and their (verified) digest."""
-
-    body: bytes = field(repr=False)
-    media_type: str | None
-    digest: str
 
 
 @dataclass(slots=True)
@@ -328,6 +312,10 @@ class RegistryClient:
         self._secrets.add_credentials(credentials)
 
     def _scrub(self, text: str) -> str:
+        return self._secrets.scrub(text)
+
+    def scrub(self, text: str) -> str:
+        """`text` without any secret this client has seen (the comparer's last-resort errors)."""
         return self._secrets.scrub(text)
 
     def _error(self, cls: type[RegistryError], message: str, **kwargs: Any) -> RegistryError:
