@@ -17,6 +17,7 @@ from collections.abc import Callable
 from autoupdated import manifest as mf
 from autoupdated.adapters.registry import wwwauth
 from autoupdated.adapters.registry.hosts import Ask
+from autoupdated.adapters.registry.status import foreign_401
 from autoupdated.adapters.registry.token import (
     Token,
     TokenAsk,
@@ -81,7 +82,10 @@ class Auth:
         return await self._send(ask, headers)
 
     async def _send(self, ask: Ask, headers: dict[str, str]) -> Response:
-        return await self._transport.manifest(ask.state, ask.method, ask.path, headers, ask.what)
+        response = await self._transport.manifest(ask.state, ask.method, ask.path, headers, ask.what)
+        if response.status == 401 and not response.from_origin:
+            raise foreign_401(ask, response)
+        return response
 
     def _pick_challenge(self, ask: Ask, response: Response) -> wwwauth.Challenge | None:
         state, what = ask.state, ask.what
