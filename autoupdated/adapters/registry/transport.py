@@ -153,6 +153,9 @@ class Transport:
                 f"{kind} may have"
             ) from None
         except (httpx.HTTPError, ssl.SSLError, OSError) as err:
+            if any(isinstance(cause, httpx.InvalidURL) for cause in _exception_chain(err)):
+                # httpx parses a redirect's Location itself, before _redirect_target sees it
+                raise _bad_location(state.host, what, "httpx cannot use it") from None
             raise _Unreachable(self.map_error(err, state.settings, state.host, what, method)) from None
         except (httpx.InvalidURL, UnicodeError) as err:
             raise _unsendable(err, state.host, f"{method} {what}") from None
@@ -187,10 +190,7 @@ class Transport:
         try:
             target = checked_url(urljoin(url, location))
         except (BadURL, ValueError) as err:
-            raise RegistryProtocolError(
-                f"registry {state.host} redirected {what} to an unusable Location ({err}); "
-                "the registry or a proxy in front of it is misconfigured"
-            ) from None
+            raise _bad_location(state.host, what, str(err)) from None
         if target.scheme == "http" and url.startswith("https:") and not state.settings.allow_http:
             raise RegistryTLSError(
                 f"registry {state.host} redirected {what} from HTTPS to plain HTTP "
@@ -264,6 +264,13 @@ class Transport:
         if isinstance(err, httpx.ConnectError):
             return RegistryConnectionError(f"cannot connect to {host} ({action} {what}): {detail}")
         return RegistryConnectionError(f"talking to {host} failed ({action} {what}): {type(err).__name__}: {detail}")
+
+
+def _bad_location(host: str, what: str, reason: str) -> RegistryProtocolError:
+    return RegistryProtocolError(
+        f"registry {host} redirected {what} to an unusable Location ({reason}); "
+        "the registry or a proxy in front of it is misconfigured"
+    )
 
 
 def _unsendable(err: Exception, host: str, doing: str) -> RegistryProtocolError:
