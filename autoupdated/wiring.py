@@ -14,7 +14,7 @@ from pathlib import Path
 from autoupdated.adapters.history import History
 from autoupdated.adapters.journal import Journal
 from autoupdated.adapters.podman import Podman, default_url
-from autoupdated.adapters.registry.authfile import credentials_for
+from autoupdated.adapters.registry.authfile import load_credentials
 from autoupdated.adapters.registry.client import RegistryClient
 from autoupdated.adapters.systemd.bus import SystemdBus
 from autoupdated.engine.failed import FailedUnits
@@ -24,15 +24,10 @@ from autoupdated.engine.recovery import recover as recover_with
 from autoupdated.engine.rollback import roll_back as roll_back_with
 from autoupdated.engine.run import run as run_with
 from autoupdated.errors import HistoryError, RunError
-from autoupdated.model import Credentials, PruneReport, RunResult
+from autoupdated.model import PruneReport, RunResult
 from autoupdated.parts.digest import DigestComparer
 from autoupdated.parts.puller import Puller
 from autoupdated.parts.restarter import UnitRestarter
-from autoupdated.reference import Reference
-
-
-async def load_credentials(ref: Reference, authfile: str | None) -> Credentials | None:
-    return credentials_for(ref, authfile)
 
 
 def real_adapters(options: Options, history: History | None = None) -> Adapters:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +20,7 @@ from autoupdated.adapters.registry.authfile import (
     AuthFileError,
     auth_file_chain,
     credentials_for,
+    load_credentials,
     lookup_in_document,
     parse_auth_document,
 )
@@ -206,3 +212,90 @@ def test_parsing_never_crashes_with_anything_else(doc: object, legacy: bool) -> 
         assert "/x/auth.json" in str(err)
         return
     assert found is None or isinstance(found, Credentials)
+
+
+# -- what a label may point at: only regular, small files are read, never on the event loop ------
+
+
+async def _ticking_while(make: Callable[[], Awaitable[object]]) -> tuple[BaseException | None, int, float]:
+    """Run `make()` while another task ticks every 10 ms: (its error, ticks, seconds)."""
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    start = time.monotonic()
+    error: BaseException | None = None
+    try:
+        await make()
+    except AuthFileError as err:
+        error = err
+    finally:
+        elapsed = time.monotonic() - start
+        task.cancel()
+    return error, ticks, elapsed
+
+
+def test_dev_zero_as_authfile_is_refused_without_reading(clean_env: Path) -> None:
+    with pytest.raises(AuthFileError) as info:
+        credentials_for(parse("r.example/a:1"), "/dev/zero")
+    assert str(info.value).startswith("reading auth file /dev/zero: is a device, not a regular file")
+    assert isinstance(info.value, RegistryConfigError)
+
+
+async def test_fifo_as_authfile_is_refused_and_the_loop_keeps_running(clean_env: Path) -> None:
+    fifo = clean_env / "auth.fifo"
+    os.mkfifo(fifo)
+    error, _, elapsed = await _ticking_while(lambda: load_credentials(parse("r.example/a:1"), str(fifo), timeout=2.0))
+    assert error is not None and f"reading auth file {fifo}: is a FIFO, not a regular file" in str(error)
+    assert elapsed < 2.0
+    with pytest.raises(AuthFileError, match="is a FIFO"):
+        credentials_for(parse("r.example/a:1"), str(fifo))  # the sync path does not block either
+
+
+async def test_a_hung_read_times_out_while_the_loop_keeps_running(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import autoupdated.adapters.registry.authfile as authfile
+
+    release = threading.Event()
+
+    def hung(ref: object, path: object, *, home: object = None) -> None:
+        release.wait(5)  # a read on a dead NFS mount
+
+    monkeypatch.setattr(authfile, "credentials_for", hung)
+    path = clean_env / "auth.json"
+    try:
+        error, ticks, elapsed = await _ticking_while(
+            lambda: load_credentials(parse("r.example/a:1"), str(path), timeout=0.3)
+        )
+    finally:
+        release.set()
+    assert error is not None and str(error).startswith(f"reading auth file {path}: no answer within 0.3 s")
+    assert 0.25 < elapsed < 1.5 and ticks >= 10
+
+
+def test_directory_as_authfile(clean_env: Path) -> None:
+    with pytest.raises(AuthFileError, match="is a directory, not a file"):
+        credentials_for(parse("r.example/a:1"), str(clean_env))
+
+
+def test_an_authfile_over_1_mib_is_refused(clean_env: Path) -> None:
+    big = clean_env / "big.json"
+    big.write_text('{"auths": {}, "pad": "' + "x" * (2 * 1024 * 1024) + '"}')
+    with pytest.raises(AuthFileError) as info:
+        credentials_for(parse("r.example/a:1"), str(big))
+    assert str(info.value).startswith(f"reading auth file {big}: larger than 1024 KiB")
+
+
+async def test_load_credentials_reads_like_credentials_for(clean_env: Path) -> None:
+    path = write(clean_env / "auth.json", {"auths": {"r.example": {"auth": auth("u", SECRET)}}})
+    assert await load_credentials(parse("r.example/a:1"), str(path)) == Credentials("u", SECRET)
+    missing = clean_env / "nope.json"
+    with pytest.raises(AuthFileError) as info:
+        await load_credentials(parse("r.example/a:1"), str(missing))
+    assert str(info.value) == f"checking authfile: stat {missing}: no such file or directory"

@@ -14,16 +14,21 @@ Within a file the most specific key wins: `host/ns/repo`, then `host/ns`, then `
 legacy URL keys like `https://host/v1/`.  Credential helpers (`credHelpers`, `credsStore`)
 are not run.
 
+Only regular files up to 1 MiB are read (a label naming /dev/zero or a FIFO is an error, not a
+hang); `load_credentials` reads them off the event loop, with a timeout.
+
 Error texts name the file but never include its content.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +41,16 @@ __all__ = [
     "AuthFileError",
     "auth_file_chain",
     "credentials_for",
+    "load_credentials",
     "lookup_in_document",
     "parse_auth_document",
+    "read_auth_file",
 ]
 
 log = logging.getLogger(__name__)
+
+MAX_AUTH_FILE = 1024 * 1024  # auth files hold a few entries; a larger "file" is not one
+DEFAULT_TIMEOUT = 5.0
 
 
 class AuthFileError(RegistryConfigError):
@@ -175,35 +185,108 @@ def lookup_in_document(
     return None
 
 
+def read_auth_file(path: Path) -> bytes | None:
+    """The bytes of a regular auth file, None when it does not exist.
+
+    Opened with O_NONBLOCK and checked with fstat before anything is read: a label may name
+    /dev/zero (which never ends) or a FIFO (which blocks until a writer comes); neither is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError:
+        raise AuthFileError(f"reading auth file {path}: permission denied") from None
+    except OSError as err:
+        raise AuthFileError(f"reading auth file {path}: {err.strerror or type(err).__name__}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise AuthFileError(f"reading auth file {path}: is a directory, not a file")
+        if not stat.S_ISREG(mode):
+            raise AuthFileError(
+                f"reading auth file {path}: is a {_kind(mode)}, not a regular file; point the authfile "
+                "at the JSON file `podman login --authfile` writes"
+            )
+        data = _read_bounded(fd)
+    except OSError as err:
+        raise AuthFileError(f"reading auth file {path}: {err.strerror or type(err).__name__}") from None
+    finally:
+        os.close(fd)
+    if data is None:
+        raise AuthFileError(
+            f"reading auth file {path}: larger than {MAX_AUTH_FILE // 1024} KiB, which no auth file is; "
+            "point the authfile at the JSON file `podman login --authfile` writes"
+        )
+    return data
+
+
+def _read_bounded(fd: int) -> bytes | None:
+    """Up to MAX_AUTH_FILE bytes; None when there are more (the size in fstat may lie, e.g. /proc)."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = os.read(fd, 64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > MAX_AUTH_FILE:
+            return None
+        chunks.append(chunk)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
 def credentials_for(ref: Reference, authfile: str | None, *, home: Path | None = None) -> Credentials | None:
     """The credentials podman would use for `ref`, or None for anonymous access.
 
     `authfile` (the --authfile option or the container's authfile label) restricts the lookup
     to that file; `$REGISTRY_AUTH_FILE` does the same when `authfile` is None.  Raises
     AuthFileError when that explicit file is missing or malformed, or when a file of the
-    default chain exists but is malformed.
+    default chain exists but is malformed, not a regular file or over MAX_AUTH_FILE.
+    Blocking: on the event loop, use `load_credentials`.
     """
     explicit = _explicit_authfile(authfile)
     for path, legacy in auth_file_chain(authfile, home=home):
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = read_auth_file(path)
+        if data is None:
             if explicit is not None:
-                raise AuthFileError(f"checking authfile: stat {path}: no such file or directory") from None
+                raise AuthFileError(f"checking authfile: stat {path}: no such file or directory")
             continue
-        except NotADirectoryError:
-            if explicit is not None:
-                raise AuthFileError(f"checking authfile: stat {path}: not a directory") from None
-            continue
-        except IsADirectoryError:
-            raise AuthFileError(f"reading auth file {path}: is a directory, not a file") from None
-        except PermissionError:
-            raise AuthFileError(f"reading auth file {path}: permission denied") from None
-        except OSError as err:
-            raise AuthFileError(f"reading auth file {path}: {err.strerror or type(err).__name__}") from None
         entries = parse_auth_document(data, source=str(path), legacy=legacy)
         found = lookup_in_document(entries, ref, source=str(path), legacy=legacy)
         if found is not None:
             log.debug("using credentials for %s from %s", ref.name, path)
             return found
     return None
+
+
+async def load_credentials(
+    ref: Reference,
+    authfile: str | None,
+    *,
+    home: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - ours, so that the error names the file
+) -> Credentials | None:
+    """`credentials_for`, read in a worker thread so a slow file system never stalls the loop.
+
+    Raises AuthFileError when the files do not answer within `timeout` seconds (the thread is
+    left to finish on its own: a read cannot be cancelled).
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncio.to_thread(credentials_for, ref, authfile, home=home)
+    except TimeoutError:
+        paths = ", ".join(str(path) for path, _ in auth_file_chain(authfile, home=home))
+        raise AuthFileError(
+            f"reading auth file {paths}: no answer within {timeout:g} s (a hung network file system?); "
+            "put the auth file on a local file system"
+        ) from None

@@ -1,6 +1,6 @@
 """When to ask a registry again: 429 with Retry-After, RateLimit-Remaining, 5xx (pure, no IO).
 
-The registry client (autoupdated/registry/client.py) keeps one `HostBackoff` per registry host for
+The registry client (autoupdated/adapters/registry/client.py) keeps one `HostBackoff` per registry host for
 the run and asks it before each manifest request and after each answer:
 
 * 429 Too Many Requests: wait what `Retry-After` says (seconds or an HTTP date; 1, 2, 4 s when it
@@ -28,7 +28,7 @@ MAX_TRIES = 3
 SERVER_RETRIES = 1
 SERVER_DELAY = (0.5, 2.0)
 _NO_RETRY_5XX = frozenset({501, 505})
-_REMAINING_RE = re.compile(r"(?:^|[,;\s])remaining\s*=\s*(\d+)", re.IGNORECASE)
+_REMAINING_RE = re.compile(r"(?:^|[,;\s])remaining\s*=\s*(\d+)", re.IGNORECASE | re.ASCII)
 
 
 def retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
@@ -36,7 +36,7 @@ def retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> f
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not str.isdigit alone: "²" is a digit that float() refuses
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
@@ -51,7 +51,7 @@ def rate_limit_remaining(headers: Mapping[str, str]) -> int | None:
     """`RateLimit-Remaining: 0;w=21600` (Docker Hub) or `RateLimit: limit=10, remaining=0, reset=5`."""
     value = headers.get("RateLimit-Remaining")
     if value is not None:
-        match = re.match(r"\s*(\d+)", value)
+        match = re.match(r"\s*(\d+)", value, re.ASCII)
         return int(match.group(1)) if match else None
     combined = headers.get("RateLimit")
     if combined is not None:
@@ -118,8 +118,8 @@ class HostBackoff:
             self.throttled = False
         remaining = rate_limit_remaining(headers)
         if remaining == 0 and self.exhausted is None:
-            reset = headers.get("RateLimit-Reset")
-            when = f" (it resets in {reset.strip()} s)" if reset and reset.strip().isdigit() else ""
+            reset = (headers.get("RateLimit-Reset") or "").strip()
+            when = f" (it resets in {reset} s)" if reset.isascii() and reset.isdigit() else ""
             self.exhausted = (
                 f"its rate limit is used up (RateLimit-Remaining: 0){when}; not asking it again in this run, "
                 "the next run tries again"
