@@ -94,6 +94,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     except config.ConfigError as err:
         print(f"autoupdated: {err}", file=sys.stderr)
         return EX_CONFIG
+    _print_warnings(loaded.warnings)
     if loaded.file_found:
         print(f"{loaded.path}: OK")
     else:
@@ -109,8 +110,15 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     except config.ConfigError as err:
         print(f"autoupdated: {err}", file=sys.stderr)
         return EX_CONFIG
+    _print_warnings(loaded.warnings)
     print(config.render(loaded, args.format))
     return 0
+
+
+def _print_warnings(warnings: tuple[str, ...]) -> None:
+    """Warnings go to stderr: `config show`'s stdout stays valid TOML or JSON."""
+    for warning in warnings:
+        print(f"autoupdated: warning: {warning}", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace) -> Any:
