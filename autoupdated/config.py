@@ -20,7 +20,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -35,6 +35,29 @@ EX_CONFIG = 78
 ENV_PREFIX = "AUTOUPDATED_"
 SYSTEM_CONFIG = Path("/etc/autoupdated.toml")
 CONFIG_ENV = "AUTOUPDATED_CONFIG"
+# AUTOUPDATED_* variables that are not settings but are read by the program, its tests or its
+# scripts: an unknown AUTOUPDATED_* variable is warned about, these are not.
+OTHER_ENV = frozenset(
+    {
+        CONFIG_ENV,
+        "AUTOUPDATED_JOURNAL_SOCKET",  # adapters/journal.py: the journal socket (tests point it elsewhere)
+        "AUTOUPDATED_TEST_CACHE",  # scripts/build-rootfs.sh
+        "AUTOUPDATED_SKIP_ROOTFS",  # scripts/setup.sh
+    }
+)
+
+# Upper bounds, so that every accepted value can be scheduled (APScheduler and datetime overflow
+# on huge ones) and handed to socket and D-Bus timeouts.
+MAX_INTERVAL = 366 * 86400.0
+MAX_RANDOMIZED_DELAY = 7 * 86400.0
+MAX_TIMEOUT = 7 * 86400.0
+MAX_JSON_DEPTH = 16  # an env list is a flat array; the bound keeps json.loads off the recursion limit
+MAX_SOCKET_PATH = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
+
+# The paths the shipped system unit lets the daemon write (StateDirectory=, RuntimeDirectory=,
+# ReadWritePaths=; tests/test_unit_file.py keeps this in step with systemd/autoupdated.service).
+UNIT_WRITABLE_PATHS = ("/var/lib/autoupdated", "/run/autoupdated")
+UNIT_PRIVATE_PATHS = ("/tmp", "/var/tmp")  # PrivateTmp=yes: writable, but the daemon's own copy
 
 
 class ConfigError(Exception):
@@ -80,6 +103,17 @@ def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise ValueError("must be a finite number of seconds")
     return value
+
+
+def _at_most(limit: float, what: str) -> AfterValidator:
+    """An upper bound whose message says the bound in words (pydantic's `le` only says the number)."""
+
+    def check(value: float) -> float:
+        if value > limit:
+            raise ValueError(f"must be at most {what} ({limit:g} s), got {value:g} s")
+        return value
+
+    return AfterValidator(check)
 
 
 def _to_seconds(value: object) -> object:
@@ -167,16 +201,23 @@ class Schedule:
                 raise ValueError(f'{text!r} is not an interval (write e.g. "every 6h" or "30m")') from None
             if seconds < 1:
                 raise ValueError(f"interval {text!r} is shorter than one second")
+            if seconds > MAX_INTERVAL:
+                raise ValueError(
+                    f"interval {text!r} is longer than 366 days; for rarer runs use a crontab "
+                    'expression, e.g. "0 3 1 1 *" (yearly)'
+                )
             return cls(stripped, interval=seconds)
         schedule = cls(stripped, cron=stripped)
         try:
-            schedule.trigger()
+            trigger = schedule.trigger()
         except Exception as err:  # APScheduler raises ValueError, KeyError, IndexError...
             raise ValueError(
                 f"{text!r} is not a valid schedule: {err}; use a crontab expression "
                 '("minute hour day month weekday", e.g. "0 3 * * *"), a shorthand '
                 '("daily", "hourly", "weekly") or an interval ("every 6h")'
             ) from None
+        if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+            raise ValueError(f"{text!r} never fires (a day that no month has?); fix the day and month fields")
         return schedule
 
     def trigger(self, *, jitter: float = 0.0, timezone: tzinfo | None = None) -> BaseTrigger:
@@ -207,10 +248,13 @@ class Schedule:
 
     def next_after(self, moment: datetime, timezone: tzinfo | None = None) -> datetime | None:
         """The first scheduled time after `moment` (timezone-aware), ignoring any randomized delay."""
-        if self.interval is not None:
-            return moment + timedelta(seconds=self.interval)
-        trigger = self.trigger(timezone=timezone)
-        result: datetime | None = trigger.get_next_fire_time(None, moment + timedelta(microseconds=1))
+        try:
+            if self.interval is not None:
+                return moment + timedelta(seconds=self.interval)
+            trigger = self.trigger(timezone=timezone)
+            result: datetime | None = trigger.get_next_fire_time(None, moment + timedelta(microseconds=1))
+        except OverflowError:  # a moment near year 9999 (a timer stamp with a wild mtime)
+            return None
         return result
 
     def __str__(self) -> str:
@@ -222,15 +266,41 @@ def _check_schedule(value: str) -> str:
     return value
 
 
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in JSON text, counted without parsing it (no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _split_list(value: object) -> object:
     """Env values for lists: a JSON array or a comma-separated list."""
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
+            if json_depth(text) > MAX_JSON_DEPTH:
+                raise ValueError(f"nested more than {MAX_JSON_DEPTH} deep; write a flat JSON array of strings")
             try:
                 return json.loads(text)
             except json.JSONDecodeError as err:
                 raise ValueError(f"not a JSON array: {err}") from None
+            except RecursionError:
+                raise ValueError("nested too deeply; write a flat JSON array of strings") from None
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
 
@@ -247,8 +317,23 @@ def _empty_is_none(value: object) -> object:
 
 
 def _absolute_path(value: str | None) -> str | None:
-    if value is not None and not value.startswith("/"):
+    """A path the daemon can open later: absolute (its working directory is /) and without NUL,
+    which no system call accepts."""
+    if value is None:
+        return value
+    if "\0" in value:
+        raise ValueError(f"contains a NUL byte ({value!r}); write the path without it")
+    if not value.startswith("/"):
         raise ValueError(f"must be an absolute path, got {value!r}")
+    return value
+
+
+def _socket_path(value: str | None) -> str | None:
+    if value is not None and len(os.fsencode(value)) > MAX_SOCKET_PATH:
+        raise ValueError(
+            f"is {len(os.fsencode(value))} bytes long; a unix socket path may have at most "
+            f"{MAX_SOCKET_PATH}: choose a shorter path"
+        )
     return value
 
 
@@ -256,15 +341,19 @@ _URL_SCHEMES = ("unix://", "http+unix://", "tcp://", "http://", "https://", "ssh
 
 
 def _podman_url(value: str | None) -> str | None:
+    if value is not None and "\0" in value:
+        raise ValueError(f"contains a NUL byte ({value!r}); write the URL without it")
     if value is not None and not value.startswith(_URL_SCHEMES):
         raise ValueError(f'{value!r} is not a podman service URL (e.g. "unix:///run/podman/podman.sock")')
     return value
 
 
 Seconds = Annotated[float, BeforeValidator(_to_seconds)]
+Timeout = Annotated[Seconds, _at_most(MAX_TIMEOUT, "7 days")]
 Globs = Annotated[list[str], NoDecode, BeforeValidator(_split_list), AfterValidator(_nonempty_globs)]
 Concurrency = Annotated[int, Field(ge=1, le=1024)]
 OptionalPath = Annotated[str | None, BeforeValidator(_empty_is_none), AfterValidator(_absolute_path)]
+SocketPath = Annotated[OptionalPath, AfterValidator(_socket_path)]
 
 
 class Settings(BaseSettings):
@@ -276,22 +365,22 @@ class Settings(BaseSettings):
 
     # When
     schedule: Annotated[str, AfterValidator(_check_schedule)] = "daily"
-    randomized_delay: Annotated[Seconds, Field(ge=0)] = 900.0
+    randomized_delay: Annotated[Seconds, Field(ge=0), _at_most(MAX_RANDOMIZED_DELAY, "7 days")] = 900.0
     run_on_start: bool = False
     persistent: bool = True
     # What a run does
     dry_run: bool = False
     rollback: bool = True
-    restart_timeout: Annotated[Seconds, Field(gt=0)] = 300.0
-    stop_timeout: Annotated[Seconds, Field(gt=0)] = 90.0
+    restart_timeout: Annotated[Timeout, Field(gt=0)] = 300.0
+    stop_timeout: Annotated[Timeout, Field(gt=0)] = 90.0
     check_concurrency: Concurrency = 16
     pull_concurrency: Concurrency = 4
     restart_concurrency: Concurrency = 4
     health_gate: bool = True
-    settle_time: Annotated[Seconds, Field(ge=0)] = 3.0
-    health_timeout: Annotated[Seconds, Field(gt=0)] = 60.0
+    settle_time: Annotated[Timeout, Field(ge=0)] = 3.0
+    health_timeout: Annotated[Timeout, Field(gt=0)] = 60.0
     update_failed_units: bool = False
-    registry_timeout: Annotated[Seconds, Field(gt=0)] = 30.0
+    registry_timeout: Annotated[Timeout, Field(gt=0)] = 30.0
     prune: bool = True
     include_containers: Globs = Field(default_factory=list)
     exclude_containers: Globs = Field(default_factory=list)
@@ -305,7 +394,7 @@ class Settings(BaseSettings):
     state_dir: OptionalPath = None
     history: bool = True
     history_db: OptionalPath = None
-    control_socket: OptionalPath = None
+    control_socket: SocketPath = None
     # How much it says
     log_level: Literal["debug", "info", "notice", "warning", "error"] = "info"
 
@@ -333,9 +422,30 @@ class LoadedConfig:
     path: Path
     file_found: bool
     sources: Mapping[str, Source]
+    # Problems that do not stop the daemon but probably are not what the admin meant (a misspelt
+    # AUTOUPDATED_* variable, a state_dir the unit cannot write); one line each, for the CLI and
+    # the journal.
+    warnings: tuple[str, ...] = ()
 
     def describe(self) -> list[tuple[str, object, Source]]:
         return [(key, getattr(self.settings, key), self.sources[key]) for key in KEYS]
+
+    def where(self, key: str) -> str:
+        """Where a key's value came from, as error and warning lines name it."""
+        return _where(key, self.sources[key], self.path)
+
+
+def _where(key: str, source: Source, path: Path) -> str:
+    return f"environment variable {ENV_PREFIX}{key.upper()}" if source == "env" else str(path)
+
+
+def schedule_trigger(settings: Settings, timezone: tzinfo) -> BaseTrigger:
+    """The APScheduler trigger for the schedule and randomized delay of loaded settings.
+
+    `load` has built this same trigger and computed its next fire time before accepting the
+    settings, so for settings it returned this does not raise.
+    """
+    return settings.parsed_schedule.trigger(jitter=settings.randomized_delay, timezone=timezone)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,11 +585,80 @@ def _check_file_values(path: Path, data: Mapping[str, Any]) -> None:
         raise ConfigError("\n".join(problems))
 
 
+def _settings_error(err: SettingsError) -> ConfigError:
+    """pydantic-settings names the field in its text; the admin needs the variable."""
+    field = re.search(r'field "(\w+)"', str(err))
+    if field:
+        return ConfigError(f"environment variable {ENV_PREFIX}{field.group(1).upper()}: {err}")
+    return ConfigError(f"environment ({ENV_PREFIX}* variables): {err}")
+
+
 def _env_values() -> dict[str, Any]:
     try:
         return dict(EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, case_sensitive=False)())
     except SettingsError as err:
-        raise ConfigError(f"environment: {err}") from None
+        raise _settings_error(err) from None
+
+
+def unknown_env_warnings(environ: Mapping[str, str]) -> list[str]:
+    """A misspelt AUTOUPDATED_* variable is otherwise ignored without a word (the setting stays
+    at its default): name it, with the variable it probably meant."""
+    known_keys = [key.upper() for key in KEYS]
+    others = sorted(name.removeprefix(ENV_PREFIX) for name in OTHER_ENV)
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        suffix = upper.removeprefix(ENV_PREFIX)
+        if suffix in known_keys or upper in OTHER_ENV:
+            continue
+        hint = difflib.get_close_matches(suffix, [*known_keys, *others], n=1)
+        suggestion = f"; did you mean {ENV_PREFIX}{hint[0]}?" if hint else ""
+        warnings.append(f"environment variable {name}: not a setting, ignored{suggestion}")
+    return warnings
+
+
+def _check_trigger(settings: Settings, sources: Mapping[str, Source], path: Path) -> None:
+    """Build the trigger the daemon will build and find its next fire time, so nothing accepted
+    here fails at start or reload (the per-key bounds should already ensure it)."""
+    try:
+        trigger = schedule_trigger(settings, UTC)
+        trigger.get_next_fire_time(None, datetime.now(UTC))
+    except Exception as err:  # APScheduler and datetime raise ValueError, OverflowError...
+        places = {_where(key, sources[key], path) for key in ("schedule", "randomized_delay")}
+        raise ConfigError(
+            f"{' and '.join(sorted(places))}: keys 'schedule' and 'randomized_delay': "
+            f"cannot be scheduled together ({type(err).__name__}: {err}); use a shorter interval or delay"
+        ) from None
+
+
+def _inside(path: str, roots: tuple[str, ...]) -> bool:
+    normal = os.path.normpath(path)
+    return any(normal == root or normal.startswith(root + "/") for root in roots)
+
+
+def unit_path_warnings(settings: Settings, sources: Mapping[str, Source], path: Path) -> list[str]:
+    """Paths the shipped unit (ProtectSystem=strict) would not let a root daemon write."""
+    warnings = []
+    for key in ("state_dir", "history_db", "control_socket"):
+        value = getattr(settings, key)
+        if value is None or (key == "history_db" and not settings.history) or _inside(value, UNIT_WRITABLE_PATHS):
+            continue
+        where = f"{_where(key, sources[key], path)}: key {key!r}"
+        if _inside(value, UNIT_PRIVATE_PATHS):
+            warnings.append(
+                f"{where}: {value} is in the unit's private /tmp (PrivateTmp=yes): other processes do not "
+                "see it and it is emptied at each stop; use a path under /var/lib/autoupdated or /run/autoupdated"
+            )
+            continue
+        target = value if key == "state_dir" else os.path.dirname(os.path.normpath(value))
+        warnings.append(
+            f"{where}: {value} is outside what the shipped unit lets the daemon write "
+            f"({', '.join(UNIT_WRITABLE_PATHS)}); add `ReadWritePaths={target}` under [Service] "
+            "with `systemctl edit autoupdated` (see docs/daemon.md)"
+        )
+    return warnings
 
 
 def load(path: str | os.PathLike[str] | None = None, *, required: bool = False) -> LoadedConfig:
@@ -493,30 +672,36 @@ def load(path: str | os.PathLike[str] | None = None, *, required: bool = False) 
         if required and not found:
             raise ConfigError(f"{config_path}: no such file")
         _check_file_values(config_path, data)
-        env = _env_values()
-        try:
-            settings = Settings(**data)
-        except ValidationError as err:
-            problems = []
-            for error in err.errors():
-                loc = tuple(error.get("loc", ()))
-                key = str(loc[0]) if loc else "?"
-                where = f"environment variable {ENV_PREFIX}{key.upper()}" if key in env else str(config_path)
-                if error.get("type") == "extra_forbidden":
-                    problems.append(_unknown_key(where, key))
-                else:
-                    problems.append(f"{where}: key {_key_path(loc)!r}: {_describe_error(error)}")
-            raise ConfigError("\n".join(problems)) from None
-        except SettingsError as err:
-            raise ConfigError(f"environment: {err}") from None
-    except ConfigError:
-        raise
-    except RecursionError:
+    except RecursionError:  # the file's own nesting: env lists are bounded before json.loads
         raise ConfigError(f"{config_path}: nested too deeply") from None
+    env = _env_values()
+    try:
+        settings = Settings(**data)
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            loc = tuple(error.get("loc", ()))
+            key = str(loc[0]) if loc else "?"
+            where = f"environment variable {ENV_PREFIX}{key.upper()}" if key in env else str(config_path)
+            if error.get("type") == "extra_forbidden":
+                problems.append(_unknown_key(where, key))
+            else:
+                problems.append(f"{where}: key {_key_path(loc)!r}: {_describe_error(error)}")
+        raise ConfigError("\n".join(problems)) from None
+    except SettingsError as err:
+        raise _settings_error(err) from None
+    except RecursionError:
+        raise ConfigError(f"environment ({ENV_PREFIX}* variables): a value is nested too deeply") from None
     sources: dict[str, Source] = {}
     for key in KEYS:
         sources[key] = "env" if key in env else "file" if key in data else "default"
-    return LoadedConfig(settings=settings, path=config_path, file_found=found, sources=sources)
+    _check_trigger(settings, sources, config_path)
+    warnings = unknown_env_warnings(os.environ)
+    if not rootless():
+        warnings += unit_path_warnings(settings, sources, config_path)
+    return LoadedConfig(
+        settings=settings, path=config_path, file_found=found, sources=sources, warnings=tuple(warnings)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

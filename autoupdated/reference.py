@@ -30,19 +30,25 @@ _TRANSPORTS = frozenset(
     }
 )
 
+# distribution/reference's regexp.go, in ASCII classes (Go's \w is [0-9A-Za-z_]; Python's is
+# Unicode) and matched with fullmatch (Python's $ also matches before a final newline).
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
 _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[[a-fA-F0-9:]+\]"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 
-_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-_TAG_RE = re.compile(rf"^{_TAG}$")
-_DIGEST_RE = re.compile(rf"^{_DIGEST}$")
+_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
+_DOMAIN_RE = re.compile(_DOMAIN, re.ASCII)
+_TAG_RE = re.compile(_TAG, re.ASCII)
+_DIGEST_RE = re.compile(_DIGEST, re.ASCII)
+
+# go-digest: the algorithms podman can verify, with their hex lengths (lowercase hex only).
+_DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
+_LOWER_HEX_RE = re.compile(r"[0-9a-f]+", re.ASCII)
 
 MAX_NAME_LENGTH = 255
 
@@ -101,29 +107,42 @@ def parse(raw: str) -> Reference:
     digest: str | None = None
     if "@" in text:
         text, digest = text.split("@", 1)
-        if not _DIGEST_RE.match(digest):
+        if not _DIGEST_RE.fullmatch(digest):
             raise ReferenceError(f"invalid reference format: {raw!r} has a malformed digest")
+        _check_digest(digest, raw)
     tag: str | None = None
     slash = text.rfind("/")
     colon = text.rfind(":")
     if colon > slash:
         text, tag = text[:colon], text[colon + 1 :]
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise ReferenceError(f"invalid reference format: {raw!r} has a malformed tag")
     first, sep, rest = text.partition("/")
     if sep and _looks_like_domain(first):
         domain, path = first, rest
-        if not _DOMAIN_RE.match(domain):
+        if not _DOMAIN_RE.fullmatch(domain):
             raise ReferenceError(f"invalid reference format: {raw!r} has a malformed registry host")
     else:
         domain, path = DOCKER_HUB, text
-    if not _PATH_RE.match(path):
+    if not _PATH_RE.fullmatch(path):
         if path.lower() != path:
             raise ReferenceError(f"invalid reference format: repository name must be lowercase: {raw!r}")
         raise ReferenceError(f"invalid reference format: {raw!r}")
     if len(domain) + 1 + len(path) > MAX_NAME_LENGTH:
         raise ReferenceError(f"invalid reference format: repository name must not be more than 255 characters: {raw!r}")
     return Reference(domain=domain, path=path, tag=tag, digest=digest)
+
+
+def _check_digest(digest: str, raw: str) -> None:
+    """go-digest's Validate, with its error texts: a known algorithm needs its exact length."""
+    algorithm, _, encoded = digest.partition(":")
+    length = _DIGEST_HEX_LENGTH.get(algorithm)
+    if length is None:
+        raise ReferenceError(f"unsupported digest algorithm: {raw!r} (use sha256, sha384 or sha512)")
+    if len(encoded) != length:
+        raise ReferenceError(f"invalid checksum digest length: {raw!r} ({algorithm} has {length} hex digits)")
+    if not _LOWER_HEX_RE.fullmatch(encoded):
+        raise ReferenceError(f"invalid checksum digest format: {raw!r} (hex digits must be lowercase)")
 
 
 def is_short_name(raw: str) -> bool:

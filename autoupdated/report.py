@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 FIELDS = ("Unit", "Container", "ContainerName", "ContainerID", "Image", "Policy", "Updated")
 TABLE_FORMAT = "{{.Unit}}\t{{.Container}}\t{{.Image}}\t{{.Policy}}\t{{.Updated}}"
@@ -37,20 +38,57 @@ def _unescape(template: str) -> str:
     return template.replace("\\t", "\t").replace("\\n", "\n")
 
 
-def _render(template: str, values: Mapping[str, str]) -> str:
-    def field(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in values:
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+
+
+Part = str | _Field
+
+
+def parse_template(template: str) -> tuple[Part, ...]:
+    """The template as literals and fields, checked once.
+
+    Values are put in later as data: a unit named `{{.Unit}}` must come out as that text, not
+    be read again as template (it used to be, and broke even the default table).
+    """
+    parts: list[Part] = []
+    pos = 0
+    for match in _FIELD_RE.finditer(template):
+        if match.start() > pos:
+            parts.append(template[pos : match.start()])
+        parts.append(_Field(match.group(1)))
+        pos = match.end()
+    if pos < len(template):
+        parts.append(template[pos:])
+    for part in parts:
+        if isinstance(part, _Field) and part.name not in FIELDS:
             raise FormatError(
-                f"template: auto-update: can't evaluate field {name} in type autoUpdateOutput; "
+                f"template: auto-update: can't evaluate field {part.name} in type autoUpdateOutput; "
                 f"valid fields are {', '.join(FIELDS)}"
             )
-        return values[name]
-
-    text = _FIELD_RE.sub(field, template)
-    if leftover := _ACTION_RE.search(text):
+    # Any other {{...}} is an action we do not run.  Fields stand in as a plain letter, as a value
+    # without braces did when the check ran on the substituted text.
+    if leftover := _ACTION_RE.search("".join(part if isinstance(part, str) else "x" for part in parts)):
         raise FormatError(f"template: auto-update: unsupported action {{{{{leftover.group(1)}}}}}; use {{{{.Field}}}}")
-    return text
+    return tuple(parts)
+
+
+def _fill(parts: Sequence[Part], values: Mapping[str, str]) -> str:
+    return "".join(part if isinstance(part, str) else values[part.name] for part in parts)
+
+
+def _cells(parts: Sequence[Part], values: Mapping[str, str]) -> list[str]:
+    """A table line's cells: only the template's own tabs separate them, never a value's."""
+    cells = [""]
+    for part in parts:
+        if isinstance(part, _Field):
+            cells[-1] += values[part.name]
+        else:
+            first, *rest = part.split("\t")
+            cells[-1] += first
+            cells.extend(rest)
+    return cells
 
 
 def _table(lines: Sequence[Sequence[str]]) -> str:
@@ -79,9 +117,9 @@ def render(rows: Iterable[Mapping[str, str]], fmt: str = "") -> str:
     )
     if not rows:
         return ""
-    rendered = [_render(template, r) for r in rows]
+    parts = parse_template(template)
     if not headers:
+        rendered = [_fill(parts, r) for r in rows]
         return "".join(line if line.endswith("\n") else line + "\n" for line in rendered)
     header_values = {key: key.upper() for key in FIELDS}
-    lines = [_render(template, header_values).split("\t")] + [line.split("\t") for line in rendered]
-    return _table(lines)
+    return _table([_cells(parts, header_values)] + [_cells(parts, r) for r in rows])

@@ -201,6 +201,175 @@ def test_randomized_delay_becomes_jitter() -> None:
         assert datetime(2030, 1, 2, tzinfo=UTC) <= fire <= datetime(2030, 1, 2, 0, 15, tzinfo=UTC)
 
 
+# -- anything accepted can run (issue 9) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('schedule = "every 99999999999999999999999w"\n', r"key 'schedule': .* is longer than 366 days"),
+        ('schedule = "every 367d"\n', r"key 'schedule': .* is longer than 366 days"),
+        ("randomized_delay = 1e300\n", r"key 'randomized_delay': must be at most 7 days \(604800 s\)"),
+        ('randomized_delay = "8d"\n', r"key 'randomized_delay': must be at most 7 days"),
+        ("restart_timeout = 1e12\n", r"key 'restart_timeout': must be at most 7 days"),
+        ("registry_timeout = 1e300\n", r"key 'registry_timeout': must be at most 7 days"),
+        ('schedule = "0 0 30 2 *"\n', r"key 'schedule': '0 0 30 2 \*' never fires"),
+    ],
+)
+def test_values_the_scheduler_cannot_take_are_refused_naming_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    message = error_of(write(tmp_path, text))
+    assert re.search(expected, message), message
+    assert message.startswith(str(tmp_path / "autoupdated.toml"))
+
+
+def test_a_huge_delay_from_the_environment_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOUPDATED_RANDOMIZED_DELAY", "1e300")
+    monkeypatch.setenv("AUTOUPDATED_SCHEDULE", "every 99999999999999999999999w")
+    lines = error_of(write(tmp_path, "")).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("environment variable AUTOUPDATED_SCHEDULE: key 'schedule'")
+    assert lines[1].startswith("environment variable AUTOUPDATED_RANDOMIZED_DELAY: key 'randomized_delay'")
+
+
+@pytest.mark.parametrize("schedule", ["every 366d", "every 1s", "0 0 29 2 *", "yearly", "*/5 * * * 0", "0 0 15 * 0"])
+def test_the_largest_accepted_values_build_a_trigger_that_fires(tmp_path: Path, schedule: str) -> None:
+    from tzlocal import get_localzone
+
+    loaded = load(write(tmp_path, f'schedule = "{schedule}"\nrandomized_delay = "7d"\n'))
+    for tz in (UTC, get_localzone()):
+        trigger = config.schedule_trigger(loaded.settings, tz)
+        assert trigger.get_next_fire_time(None, datetime.now(UTC)) is not None
+
+
+def test_next_after_near_the_end_of_time_is_none() -> None:
+    end = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    assert Schedule.parse("every 366d").next_after(end, UTC) is None
+
+
+# -- paths ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["state_dir", "control_socket", "history_db", "authfile"])
+def test_a_path_with_a_nul_byte_is_refused(tmp_path: Path, key: str) -> None:
+    message = error_of(write(tmp_path, f'{key} = "/var/lib/x\\u0000y"\n'))
+    assert message == (
+        f"{tmp_path / 'autoupdated.toml'}: key {key!r}: contains a NUL byte ('/var/lib/x\\x00y'); "
+        "write the path without it"
+    )
+
+
+@pytest.mark.parametrize("key", ["state_dir", "control_socket", "history_db", "authfile"])
+def test_a_relative_path_is_refused_in_the_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    assert f"key {key!r}: must be an absolute path, got 'rel/x'" in error_of(write(tmp_path, f'{key} = "rel/x"\n'))
+    monkeypatch.setenv(f"AUTOUPDATED_{key.upper()}", "rel/x")
+    message = error_of(write(tmp_path, ""))
+    assert message.startswith(f"environment variable AUTOUPDATED_{key.upper()}: key {key!r}: must be an absolute path")
+
+
+def test_a_nul_in_the_podman_url_is_refused(tmp_path: Path) -> None:
+    assert "key 'podman_url': contains a NUL byte" in error_of(write(tmp_path, 'podman_url = "unix:///r\\u0000"\n'))
+
+
+def test_a_control_socket_path_too_long_to_bind_is_refused(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, f'control_socket = "/run/{"s" * 120}"\n'))
+    assert "key 'control_socket': is 125 bytes long; a unix socket path may have at most 107" in message
+
+
+def test_paths_the_unit_cannot_write_are_warned_about_when_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(config, "rootless", lambda: False)
+    path = write(
+        tmp_path, 'state_dir = "/srv/au"\ncontrol_socket = "/tmp/c.sock"\nhistory_db = "/var/lib/autoupdated/h.db"\n'
+    )
+    monkeypatch.setenv("AUTOUPDATED_HISTORY_DB", "/data/h/history.db")
+    warnings = load(path).warnings
+    assert len(warnings) == 3, warnings
+    assert warnings[0].startswith(f"{path}: key 'state_dir': /srv/au is outside what the shipped unit")
+    assert "ReadWritePaths=/srv/au" in warnings[0] and "systemctl edit autoupdated" in warnings[0]
+    assert warnings[1].startswith("environment variable AUTOUPDATED_HISTORY_DB: key 'history_db'")
+    assert "ReadWritePaths=/data/h" in warnings[1]
+    assert warnings[2].startswith(f"{path}: key 'control_socket': /tmp/c.sock is in the unit's private /tmp")
+    inside = write(tmp_path, 'state_dir = "/var/lib/autoupdated/sub"\ncontrol_socket = "/run/autoupdated/c"\n')
+    monkeypatch.delenv("AUTOUPDATED_HISTORY_DB")
+    assert load(inside).warnings == ()
+    monkeypatch.setattr(config, "rootless", lambda: True)
+    assert load(path).warnings == ()
+
+
+# -- the environment ------------------------------------------------------------------------
+
+
+def test_misspelt_variables_are_warned_about_with_the_one_meant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOUPDATED_ROLBACK", "false")
+    monkeypatch.setenv("AUTOUPDATED_DRYRUN", "true")
+    monkeypatch.setenv("AUTOUPDATED_ZZZZZZZZ", "1")
+    loaded = load(write(tmp_path, ""))
+    assert loaded.settings.rollback is True and loaded.settings.dry_run is False
+    assert loaded.warnings == (
+        "environment variable AUTOUPDATED_DRYRUN: not a setting, ignored; did you mean AUTOUPDATED_DRY_RUN?",
+        "environment variable AUTOUPDATED_ROLBACK: not a setting, ignored; did you mean AUTOUPDATED_ROLLBACK?",
+        "environment variable AUTOUPDATED_ZZZZZZZZ: not a setting, ignored",
+    )
+
+
+def test_variables_the_program_reads_are_not_warned_about(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "AUTOUPDATED_CONFIG",
+        "AUTOUPDATED_JOURNAL_SOCKET",
+        "AUTOUPDATED_TEST_CACHE",
+        "AUTOUPDATED_SKIP_ROOTFS",
+    ):
+        monkeypatch.setenv(name, str(tmp_path / "x"))
+    monkeypatch.setenv("AUTOUPDATED_ROLLBACK", "0")
+    monkeypatch.setenv("autoupdated_dry_run", "1")  # names are case-insensitive, as pydantic-settings reads them
+    loaded = load(write(tmp_path, ""))
+    assert loaded.warnings == ()
+    assert loaded.settings.rollback is False and loaded.settings.dry_run is True
+
+
+def test_deeply_nested_json_in_an_env_list_blames_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOUPDATED_INCLUDE_CONTAINERS", "[" * 10000)
+    message = error_of(write(tmp_path, 'schedule = "daily"\n'))
+    assert message.startswith("environment variable AUTOUPDATED_INCLUDE_CONTAINERS: key 'include_containers'")
+    assert "nested more than 16 deep" in message
+    assert str(tmp_path) not in message
+    monkeypatch.setenv("AUTOUPDATED_INCLUDE_CONTAINERS", '["a[", "b{"]')  # brackets inside strings do not count
+    assert load(write(tmp_path, "")).settings.include_containers == ["a[", "b{"]
+
+
+def test_json_depth_counts_only_brackets_outside_strings() -> None:
+    assert config.json_depth('[["x"], {"a": [1]}]') == 3
+    assert config.json_depth('["[[[\\"[["]') == 1
+    assert config.json_depth("[" * 30000) == 30000
+
+
+def test_config_check_and_show_print_warnings_on_stderr(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    r = cli("config", "check", str(path), env={"AUTOUPDATED_ROLBACK": "false"})
+    assert r.returncode == 0 and r.stdout.strip() == f"{path}: OK"
+    assert r.stderr.strip() == (
+        "autoupdated: warning: environment variable AUTOUPDATED_ROLBACK: not a setting, ignored; "
+        "did you mean AUTOUPDATED_ROLLBACK?"
+    )
+    r = cli("config", "show", "--config", str(path), "--format", "json", env={"AUTOUPDATED_DRYRUN": "1"})
+    assert r.returncode == 0 and "AUTOUPDATED_DRY_RUN?" in r.stderr
+    json.loads(r.stdout)
+
+
+def test_cli_refuses_values_that_would_crash_the_scheduler(tmp_path: Path) -> None:
+    for text in ('schedule = "every 99999999999999999999999w"\n', "randomized_delay = 1e300\n"):
+        path = write(tmp_path, text)
+        for args in (("config", "check", str(path)), ("run", "--config", str(path))):
+            r = cli(*args)
+            assert r.returncode == 78, (args, r.stderr)
+            assert "Traceback" not in r.stderr and str(path) in r.stderr
+
+
 # -- the example file -----------------------------------------------------------------------
 
 
@@ -315,6 +484,7 @@ def test_generated_configs_load_or_fail_cleanly(tmp_path: Path, data: dict[str, 
         assert set(loaded.sources) == set(KEYS)
         config.render(loaded)
         config.render(loaded, "json")
+        config.schedule_trigger(loaded.settings, UTC).get_next_fire_time(None, datetime.now(UTC))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

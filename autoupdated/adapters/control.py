@@ -26,11 +26,15 @@ import contextlib
 import json
 import os
 import socket
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from autoupdated.config import json_depth
+
 MAX_REQUEST = 64 * 1024
+MAX_DEPTH = 8  # a request is a flat object; deeper nesting is refused before json.loads recurses
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -74,11 +78,7 @@ class ControlServer:
         try:
             try:
                 line = await asyncio.wait_for(reader.readline(), 10)
-                if len(line) > MAX_REQUEST:
-                    raise ValueError("request too large")
-                request = json.loads(line or b"{}")
-                if not isinstance(request, dict):
-                    raise ValueError("request must be a JSON object")
+                request = parse_request(line)
             except (ValueError, TimeoutError, asyncio.LimitOverrunError) as err:
                 reply: dict[str, Any] = {"ok": False, "error": f"bad request: {err}"}
             else:
@@ -99,20 +99,64 @@ class ControlServer:
                 self._tasks.discard(task)
 
 
+def parse_request(line: bytes) -> dict[str, Any]:
+    """One request line as a dict; ValueError (worded for the reply) for anything else."""
+    if len(line) > MAX_REQUEST:
+        raise ValueError("request too large")
+    if json_depth(line.decode("utf-8", "replace")) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} deep")
+    try:
+        request = json.loads(line or b"{}")
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not isinstance(request, dict):
+        raise ValueError("request must be a JSON object")
+    return request
+
+
 def _remove_stale(path: Path) -> None:
-    """A socket file left by a killed daemon would make bind() fail; one that answers is in use."""
-    if not path.exists() and not path.is_symlink():
+    """A socket file left by a killed daemon would make bind() fail, so it goes; anything else
+    at the path (a socket that answers, a regular file, a directory, a symlink) is not ours to
+    delete."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
         return
+    except OSError as err:
+        raise ControlError(f"{path}: cannot inspect it: {err.strerror or err}; check control_socket") from None
+    if not stat.S_ISSOCK(mode):
+        raise ControlError(
+            f"{path}: exists and is not a socket ({_kind(mode)}); autoupdated will not delete it: "
+            "move it away, or set control_socket in the configuration to another path"
+        )
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1)
         probe.connect(str(path))
-    except OSError:
+    except ConnectionRefusedError:  # nobody listens: left behind by a daemon that was killed
         path.unlink(missing_ok=True)
+    except OSError as err:
+        raise ControlError(
+            f"{path}: a socket that cannot be probed ({err.strerror or err}); "
+            "if no daemon uses it, remove it, or set control_socket to another path"
+        ) from None
     else:
-        raise ControlError(f"{path}: another autoupdated daemon is already listening there")
+        raise ControlError(
+            f"{path}: another autoupdated daemon is already listening there; stop it "
+            "(`systemctl stop autoupdated`) or set control_socket to another path"
+        )
     finally:
         probe.close()
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return "not a socket"
 
 
 def request(path: Path, message: dict[str, Any], *, timeout: float | None = 10.0) -> dict[str, Any]:

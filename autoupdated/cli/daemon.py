@@ -94,6 +94,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     except config.ConfigError as err:
         print(f"autoupdated: {err}", file=sys.stderr)
         return EX_CONFIG
+    _print_warnings(loaded.warnings)
     if loaded.file_found:
         print(f"{loaded.path}: OK")
     else:
@@ -109,8 +110,15 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     except config.ConfigError as err:
         print(f"autoupdated: {err}", file=sys.stderr)
         return EX_CONFIG
+    _print_warnings(loaded.warnings)
     print(config.render(loaded, args.format))
     return 0
+
+
+def _print_warnings(warnings: tuple[str, ...]) -> None:
+    """Warnings go to stderr: `config show`'s stdout stays valid TOML or JSON."""
+    for warning in warnings:
+        print(f"autoupdated: warning: {warning}", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -198,11 +206,17 @@ def _when(text: object) -> str:
 
 
 def format_run(run: dict[str, Any]) -> str:
-    """A finished run: one summary line, then podman's table of containers."""
+    """A finished run: one summary line, then podman's table of containers.
+
+    The record may come from last-run.json on disk: every stored value is printed as data, and a
+    record of the wrong shape is reported, not a traceback.
+    """
     from autoupdated.report import render, row
 
     if not run:
         return "no run yet"
+    if not isinstance(run, dict):
+        return f"unreadable run record ({type(run).__name__}, not an object)"
     verdict = "ok" if run.get("ok") else "FAILED"
     lines = [
         f"Run {run.get('run')} ({run.get('reason')}), {_when(run.get('started'))}: {verdict}: {run.get('summary')}"
@@ -210,11 +224,11 @@ def format_run(run: dict[str, Any]) -> str:
     ]
     if run.get("error") and run.get("error") != run.get("summary"):
         lines.append(f"  error: {run['error']}")
-    for message in run.get("errors") or []:
+    for message in _items(run.get("errors")):
         lines.append(f"  error: {message}")
-    for message in run.get("warnings") or []:
+    for message in _items(run.get("warnings")):
         lines.append(f"  warning: {message}")
-    entries = run.get("entries") or []
+    entries = [e for e in _items(run.get("entries")) if isinstance(e, dict)]
     if entries:
         rows = [
             row(
@@ -232,19 +246,24 @@ def format_run(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _items(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
+
+
 def format_status(status: dict[str, Any]) -> str:
     daemon = status.get("daemon")
     lines = []
-    if daemon:
+    if isinstance(daemon, dict):
         state = daemon.get("state", "?")
         current = status.get("current_run")
-        if current:
+        if isinstance(current, dict):
             state = f"running run {current.get('run')} ({current.get('reason')}) since {_when(current.get('started'))}"
         lines.append(f"Daemon:   running (pid {daemon.get('pid')}), {state}")
         lines.append(f"Config:   {daemon.get('config')}")
         delay = daemon.get("randomized_delay") or 0
+        delay_text = f"{delay:g}" if isinstance(delay, int | float) else str(delay)
         lines.append(
-            f"Schedule: {daemon.get('schedule')} (randomized delay up to {delay:g} s)"
+            f"Schedule: {daemon.get('schedule')} (randomized delay up to {delay_text} s)"
             + (" [dry run]" if daemon.get("dry_run") else "")
         )
         if status.get("queued_run"):
