@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one test command (README and CI): setup, then ruff, mypy and pytest. Every step runs even
+# The one test command (README and CI): setup, then ruff, mypy, import-linter and pytest. Every step runs even
 # after an earlier one failed, so one run shows all problems; the exit status is non-zero if any
 # failed. Extra arguments go to pytest (e.g. scripts/test.sh -k machine -x).
 set -uo pipefail
@@ -27,6 +27,8 @@ step() {
 
 step "ruff" "$BIN/ruff" check
 step "mypy" "$BIN/mypy"
+# The layer contracts in pyproject.toml (docs/ARCHITECTURE.md): arrows point down, no cycles.
+step "import-linter" "$BIN/lint-imports"
 # pytest's own status: 5 (no tests collected) fails the run too. The bound is a backstop for a
 # hung test, well inside CI's 90 minutes.
 step "pytest" timeout --kill-after=60 2700 "$BIN/python" -m pytest -ra -p no:cacheprovider "$@"

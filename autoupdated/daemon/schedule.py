@@ -26,11 +26,6 @@ SCHEDULED_JOB = "scheduled-run"
 CATCH_UP_JOB = "catch-up-run"
 
 
-def build_trigger(settings: Settings, tz: tzinfo) -> BaseTrigger:
-    """The schedule's trigger, with up to `randomized_delay` of jitter like RandomizedDelaySec."""
-    return settings.parsed_schedule.trigger(jitter=settings.randomized_delay, timezone=tz)
-
-
 class Schedule:
     def __init__(
         self, state: StateDir, tz: tzinfo, log: DaemonLog, fire: Callable[[str], None], stopping: Callable[[], bool]

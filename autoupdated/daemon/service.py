@@ -28,7 +28,7 @@ from autoupdated.adapters.state import StateDir
 from autoupdated.daemon import runs as runs_mod
 from autoupdated.daemon.logs import DaemonLog, setup_logging
 from autoupdated.daemon.runs import OptionsFactory, Pruner, RunFunc, Runs
-from autoupdated.daemon.schedule import Schedule, build_trigger
+from autoupdated.daemon.schedule import Schedule
 from autoupdated.daemon.status import fmt_time, iso, local_timezone
 from autoupdated.engine import Options
 
@@ -138,7 +138,7 @@ class Daemon:
                 )
                 self._control = None
                 return 1
-            self.schedule.start(build_trigger(self.settings, self.tz))
+            self.schedule.start(config_mod.schedule_trigger(self.settings, self.tz))
             catch_up_due = self.schedule.missed_run(self.settings)
             self.notifier.ready(self.status_line())
             self.log(
@@ -147,6 +147,7 @@ class Daemon:
                 f"{self.settings.schedule!r}; next run {fmt_time(self.next_run_time(), self.tz)}",
                 CONFIG_FILE=str(self.config_path),
             )
+            self._log_warnings(self.loaded)
             self._arm_watchdog()
             if self.settings.run_on_start:
                 if catch_up_due is not None:
@@ -246,10 +247,11 @@ class Daemon:
                 new = config_mod.load(self.config_path)
                 changed = [key for key in config_mod.KEYS if getattr(self.settings, key) != getattr(new.settings, key)]
                 if {"schedule", "randomized_delay"} & set(changed):
-                    self.schedule.use(build_trigger(new.settings, self.tz))
+                    self.schedule.use(config_mod.schedule_trigger(new.settings, self.tz))
             except Exception as err:  # ConfigError, or a schedule that cannot be put in force
                 return self._reject(err)
             self.loaded = new
+            self._log_warnings(new)
             if "log_level" in changed and self.manage_logging:
                 setup_logging(new.settings.log_level, self.journal)
             for key in ("state_dir", "control_socket"):
@@ -282,6 +284,16 @@ class Daemon:
         )
         self.notifier.ready(self.status_line(note="last reload rejected, see the journal"))
         return False
+
+    def _log_warnings(self, loaded: config_mod.LoadedConfig) -> None:
+        for warning in loaded.warnings:
+            self.log(
+                journal_mod.WARNING,
+                f"Configuration: {warning}",
+                message_id=journal_mod.MESSAGE_ID_CONFIG,
+                CONFIG_FILE=str(self.config_path),
+                RESULT="warning",
+            )
 
     def _config_origin(self) -> str:
         return str(self.config_path) if self.loaded.file_found else f"{self.config_path} (not found: defaults)"
