@@ -9,6 +9,7 @@ a killed daemon left half done are finished first (`start_recovery`, and before 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -136,11 +137,32 @@ class Runs:
         if future is not None and not future.done():
             future.set_result(record)
 
-    def drop_queued(self) -> None:
+    async def drain(self, stop_timeout: float) -> None:
+        """Stopping: the queued run never starts; the one in progress may finish its restarts."""
         if self.queued is not None:
             number, _reasons = self.queued
             self.queued = None
             self._finish_waiters(number, {"ok": False, "error": "the daemon stopped before this run started"})
+        task = self.task
+        if task is None or task.done():
+            return
+        self.log(
+            journal_mod.NOTICE,
+            f"Stopping during a run: no new pull or restart starts; waiting up to {stop_timeout:g} s "
+            "for restarts already started",
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(task), stop_timeout)
+        except TimeoutError:
+            self.log(
+                journal_mod.ERR,
+                f"The run did not finish within stop_timeout ({stop_timeout:g} s); abandoning it. "
+                "Check `systemctl status` of the units it was restarting.",
+                message_id=journal_mod.MESSAGE_ID_RUN_FAILED,
+            )
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
     async def _runner(self, number: int, reasons: list[str]) -> None:
         while True:

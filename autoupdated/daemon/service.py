@@ -29,7 +29,7 @@ from autoupdated.daemon import runs as runs_mod
 from autoupdated.daemon.logs import DaemonLog, setup_logging
 from autoupdated.daemon.runs import OptionsFactory, Pruner, RunFunc, Runs
 from autoupdated.daemon.schedule import Schedule
-from autoupdated.daemon.status import fmt_time, iso, local_timezone
+from autoupdated.daemon.status import fmt_time, iso, local_timezone, status_line
 from autoupdated.engine import Options
 
 # Patched by tests that stand in for the engine; looked up when a run starts.
@@ -192,27 +192,7 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self.schedule.shutdown()
-        self.runs.drop_queued()
-        task = self.runs.task
-        if task is not None and not task.done():
-            self.log(
-                journal_mod.NOTICE,
-                "Stopping during a run: no new pull or restart starts; waiting up to "
-                f"{self.settings.stop_timeout:g} s for restarts already started",
-            )
-            try:
-                await asyncio.wait_for(asyncio.shield(task), self.settings.stop_timeout)
-            except TimeoutError:
-                self.log(
-                    journal_mod.ERR,
-                    f"The run did not finish within stop_timeout "
-                    f"({self.settings.stop_timeout:g} s); abandoning it. Check `systemctl status` of "
-                    "the units it was restarting.",
-                    message_id=journal_mod.MESSAGE_ID_RUN_FAILED,
-                )
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        await self.runs.drain(self.settings.stop_timeout)
         if self._control is not None:
             await self._control.close()
         for pending in list(self._background):
@@ -313,36 +293,23 @@ class Daemon:
 
     def status_line(self, note: str | None = None) -> str:
         """The STATUS= text: state, next run, last run's summary (one line, for `systemctl status`)."""
-        current = self.runs.current
-        state = f"Running run {current.number} ({current.reason})" if current is not None else "Idle"
-        parts = [state, f"next run {fmt_time(self.next_run_time(), self.tz)}"]
-        last = self.runs.last
-        if last is not None:
-            finished = last.get("finished") or last.get("started")
-            when = fmt_time(datetime.fromisoformat(finished), self.tz) if finished else "?"
-            verdict = "" if last.get("ok") else "FAILED: "
-            parts.append(f"last run {when}: {verdict}{last.get('summary')}")
-        else:
-            parts.append("last run: none yet")
-        if note:
-            parts.append(note)
-        return "; ".join(parts)
+        return status_line(self.runs.current, self.runs.last, self.next_run_time(), self.tz, note)
 
     def status(self) -> dict[str, Any]:
-        current = self.runs.current.as_dict() if self.runs.current is not None else None
+        daemon = {
+            "pid": os.getpid(),
+            "started": self.started_at.isoformat(),
+            "config": str(self.config_path),
+            "schedule": self.settings.schedule,
+            "randomized_delay": self.settings.randomized_delay,
+            "dry_run": self.settings.dry_run,
+            "state": "running" if self.runs.current is not None else "idle",
+            "runs_completed": self.runs.completed,
+        }
         return {
             "ok": True,
-            "daemon": {
-                "pid": os.getpid(),
-                "started": self.started_at.isoformat(),
-                "config": str(self.config_path),
-                "schedule": self.settings.schedule,
-                "randomized_delay": self.settings.randomized_delay,
-                "dry_run": self.settings.dry_run,
-                "state": "running" if current else "idle",
-                "runs_completed": self.runs.completed,
-            },
-            "current_run": current,
+            "daemon": daemon,
+            "current_run": self.runs.current.as_dict() if self.runs.current is not None else None,
             "queued_run": self.runs.queued[0] if self.runs.queued else None,
             "next_run": iso(self.next_run_time()),
             "last_run": self.runs.last if self.runs.last is not None else self.state.read_last_run(),

@@ -87,3 +87,21 @@ class RunRecord:
             "entries": self.entries,
             "pruned_images": self.pruned,
         }
+
+
+def status_line(
+    current: RunRecord | None, last: dict[str, Any] | None, next_run: datetime | None, tz: tzinfo, note: str | None
+) -> str:
+    """The STATUS= text: state, next run, last run's summary (one line, for `systemctl status`)."""
+    state = f"Running run {current.number} ({current.reason})" if current is not None else "Idle"
+    parts = [state, f"next run {fmt_time(next_run, tz)}"]
+    if last is not None:
+        finished = last.get("finished") or last.get("started")
+        when = fmt_time(datetime.fromisoformat(finished), tz) if finished else "?"
+        verdict = "" if last.get("ok") else "FAILED: "
+        parts.append(f"last run {when}: {verdict}{last.get('summary')}")
+    else:
+        parts.append("last run: none yet")
+    if note:
+        parts.append(note)
+    return "; ".join(parts)
