@@ -19,10 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.harness.daemon import install  # noqa: E402
 from tests.harness.images import ImageBuilder  # noqa: E402
 from tests.harness.machine import Machine  # noqa: E402
 from tests.harness.registry import Registry  # noqa: E402
-from tests.test_machine_daemon import install  # noqa: E402
 
 CONFIG = """\
 # demo: check every 10 seconds, no random delay

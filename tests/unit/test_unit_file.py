@@ -9,7 +9,7 @@ import pytest
 
 from autoupdated import config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SYSTEM_UNIT = REPO / "systemd" / "autoupdated.service"
 USER_UNIT = REPO / "systemd" / "user" / "autoupdated.service"
 

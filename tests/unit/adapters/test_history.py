@@ -21,7 +21,7 @@ from autoupdated.model import ContainerInfo, Status
 from tests import fakes
 from tests.fakes import FakeComparer, FakePodman, FakePuller, FakeRestarter, container, image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 REF = "registry.test/app:latest"
 
 
@@ -72,7 +72,7 @@ def test_committed_steps_survive_a_killed_writer(tmp_path: Path) -> None:
     script = (
         "import os, sys\n"
         "from autoupdated.adapters.history import History\n"
-        "from tests.test_history import entry\n"
+        "from tests.unit.adapters.test_history import entry\n"
         f"h = History({str(path)!r})\n"
         "h.intent('container-c1.service', [entry(1)])\n"
         "os.kill(os.getpid(), 9)\n"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autoupdated.reference import ReferenceError, parse, parse_for_autoupdate
 
@@ -84,3 +86,35 @@ def test_short_names_are_docker_hub_for_plain_parse() -> None:
     assert (ref.domain, ref.repository, ref.api_host) == ("docker.io", "library/alpine", "registry-1.docker.io")
     with pytest.raises(ReferenceError, match="has a malformed tag"):
         parse("alpine:3\n")
+
+
+@pytest.mark.parametrize(
+    ("raw", "domain", "repository", "tag", "api_host"),
+    [
+        ("quay.io/org/app:1.2", "quay.io", "org/app", "1.2", "quay.io"),
+        ("docker://quay.io/org/app:1", "quay.io", "org/app", "1", "quay.io"),
+        ("docker.io/alpine:3", "docker.io", "library/alpine", "3", "registry-1.docker.io"),
+        ("127.0.0.1:5000/a/b/c:latest", "127.0.0.1:5000", "a/b/c", "latest", "127.0.0.1:5000"),
+        ("localhost/app:v1", "localhost", "app", "v1", "localhost"),
+    ],
+)
+def test_fully_qualified_references(raw, domain, repository, tag, api_host):
+    ref = parse_for_autoupdate(raw)
+    assert (ref.domain, ref.repository, ref.tag, ref.api_host) == (domain, repository, tag, api_host)
+
+
+def test_digest_references_keep_the_digest():
+    digest = "sha256:" + "0" * 64
+    ref = parse_for_autoupdate(f"quay.io/a/b:1@{digest}")
+    assert ref.digest == digest and ref.tag == "1"
+    assert str(ref) == f"quay.io/a/b:1@{digest}"
+
+
+@given(st.text(max_size=300))
+def test_reference_parser_fails_only_with_its_clear_error(text):
+    try:
+        ref = parse_for_autoupdate(text)
+    except ReferenceError as err:
+        assert str(err)
+    else:
+        assert parse(str(ref)) == ref  # what it accepts round-trips

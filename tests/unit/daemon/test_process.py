@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from autoupdated.adapters import journal
-from tests.test_daemon import parse_datagram
+from tests.harness.sinks import parse_datagram
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class Collector:

@@ -16,13 +16,11 @@ import pytest
 
 from autoupdated.adapters import journal
 from tests.harness import procs
+from tests.harness.daemon import image_of, labelled_service, running
 from tests.harness.machine import Machine, rootfs_tarball
 from tests.harness.podman_host import PodmanStore
-from tests.test_machine_daemon import image_of, images, labelled_service, running
 
-__all__ = ["images"]  # a fixture, used below by name
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE = "localhost/autoupdated-base:test"
 IMAGE = "localhost/autoupdated:test"
 

@@ -353,7 +353,7 @@ async def test_daemon_start_runs_recovery_first_when_the_history_has_intents(
     from autoupdated.adapters import journal
     from autoupdated.adapters.notify import Notifier
     from autoupdated.daemon import service as daemon_mod
-    from tests.test_daemon import Sink, wait_for
+    from tests.harness.sinks import Sink, wait_for
 
     for name in list(os.environ):
         if name.startswith("AUTOUPDATED_"):

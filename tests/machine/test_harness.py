@@ -259,7 +259,7 @@ def _machine_owner(tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, o
     log = tmp_path / "owner.log"
     out = tmp_path / "owner.out"
     owner = procs.spawn(["sh", "-c", f'exec "$0" -c "$1" > {out}', sys.executable, _OWNER],
-                        log=log, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+                        log=log, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
     line = procs.wait_for(lambda: out.read_text().strip(), timeout=60, what="owner's machine",
                           proc=owner, log=log)
     return owner, json.loads(line)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from autoupdated import config
 from autoupdated.config import KEYS, ConfigError, Schedule, Settings, load
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "autoupdated.toml"
 
 

@@ -25,29 +25,7 @@ from autoupdated.adapters import control, journal
 from autoupdated.adapters.notify import Notifier
 from autoupdated.daemon.service import Daemon
 from autoupdated.model import PruneReport, Status
-from tests.test_parts import decode_journal_datagram as parse_datagram
-
-
-class Sink:
-    """A bound datagram socket collecting what the daemon sends (notify or journal)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.setblocking(False)
-        self.received: list[dict[str, str]] = []
-
-    def drain(self) -> list[dict[str, str]]:
-        while True:
-            try:
-                data = self.sock.recv(1 << 20)
-            except BlockingIOError:
-                return self.received
-            self.received.append(parse_datagram(data))
-
-    def close(self) -> None:
-        self.sock.close()
+from tests.harness.sinks import Sink, wait_for
 
 
 @dataclass
@@ -133,14 +111,6 @@ class Harness:
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         return await asyncio.to_thread(control.request, self.daemon.socket_path, message, timeout=30)
-
-
-async def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 Starter = Callable[..., Awaitable[Harness]]

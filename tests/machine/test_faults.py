@@ -35,10 +35,10 @@ from typing import Any
 import pytest
 
 from autoupdated.adapters import journal
+from tests.harness.daemon import CONFIG, DROPIN_DIR, STATE, UNIT, install
 from tests.harness.images import RUN_FOREVER, ImageBuilder, run_forever
 from tests.harness.machine import Machine
 from tests.harness.registry import Registry
-from tests.test_machine_daemon import CONFIG, DROPIN_DIR, STATE, UNIT, install
 
 pytestmark = pytest.mark.machine
 

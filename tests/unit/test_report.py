@@ -124,3 +124,34 @@ def test_format_status_survives_a_record_of_the_wrong_shape() -> None:
     text = format_status(status)
     assert "randomized delay up to lots s" in text
     assert text.endswith("unreadable run record (list, not an object)")
+
+
+PODMAN_ROWS = [
+    report.row("container-web.service", "a" * 64, "web", "quay.io/x/y:1", "registry", "false"),
+    report.row("pod-p.service", "b" * 64, "db", "127.0.0.1:5000/db:latest", "local", "rolled back"),
+]
+
+
+def test_table_has_podmans_columns():
+    lines = report.render(PODMAN_ROWS).splitlines()
+    assert lines[0].split() == ["UNIT", "CONTAINER", "IMAGE", "POLICY", "UPDATED"]
+    assert lines[1].split() == ["container-web.service", "aaaaaaaaaaaa", "(web)", "quay.io/x/y:1", "registry", "false"]
+    assert lines[2].endswith("local       rolled back")
+
+
+def test_json_has_podmans_keys():
+    data = json.loads(report.render(PODMAN_ROWS, "json"))
+    assert list(data[0]) == ["Unit", "Container", "ContainerName", "ContainerID", "Image", "Policy", "Updated"]
+    assert data[1]["Container"] == "bbbbbbbbbbbb (db)" and data[1]["Updated"] == "rolled back"
+
+
+def test_templates():
+    expected = "container-web.service,false\npod-p.service,rolled back\n"
+    assert report.render(PODMAN_ROWS, "{{.Unit}},{{.Updated}}") == expected
+    assert report.render(PODMAN_ROWS, "table {{.ContainerName}}\\t{{.Policy}}").splitlines()[0].split() == [
+        "CONTAINERNAME",
+        "POLICY",
+    ]
+    with pytest.raises(report.FormatError, match="can't evaluate field Nope"):
+        report.render(PODMAN_ROWS, "{{.Nope}}")
+    assert report.render([], "") == ""
