@@ -139,6 +139,48 @@ def test_reload_applies_new_filters_and_schedule_and_rejects_a_broken_file(
     assert "restart_timeout" in r.stderr
 
 
+def test_a_schedule_the_scheduler_cannot_take_is_rejected_by_reload_and_start(daemon: Daemon) -> None:
+    """Such values passed validation once, then a reload died with OverflowError after taking the
+    new configuration, and a fresh start crash-looped with a traceback (issue 9)."""
+    m = daemon.m
+    daemon.configure('schedule = "0 0 1 1 *"\n')
+    daemon.start()
+    main_pid = daemon.prop("MainPID")
+    bad_files = {
+        "schedule": 'randomized_delay = 0\nschedule = "every 99999999999999999999999w"\n',
+        "randomized_delay": 'schedule = "0 0 1 1 *"\nrandomized_delay = 1e300\n',
+    }
+    for number, (key, text) in enumerate(bad_files.items(), start=1):
+        m.write(CONFIG, text)
+        m.systemctl("reload", UNIT)
+        found = daemon.wait(
+            f"the rejected reload of {key}",
+            lambda number=number: (
+                len(rejected := daemon.entries(f"MESSAGE_ID={journal.MESSAGE_ID_CONFIG}", "RESULT=rejected")) >= number
+                and rejected
+            ),
+        )
+        assert isinstance(found, list)
+        message = found[number - 1]["MESSAGE"]
+        assert f"{CONFIG}: key '{key}'" in message, message
+        assert m.systemctl("is-active", UNIT).stdout.strip() == "active" and daemon.prop("MainPID") == main_pid
+        assert "last reload rejected" in daemon.prop("StatusText")
+        status = json.loads(m.run("autoupdated", "status", "--format", "json").stdout)
+        assert status["daemon"]["schedule"] == "0 0 1 1 *"
+        assert status["next_run"][5:10] == "01-01", "the yearly trigger in force stays in force"
+    everything = "\n".join(e.get("MESSAGE", "") for e in daemon.entries())
+    assert "Traceback" not in everything and "OverflowError" not in everything
+
+    # A fresh start with such a file exits 78 (a configuration error), which the unit does not retry.
+    m.systemctl("stop", UNIT)
+    m.write(CONFIG, bad_files["schedule"])
+    assert m.systemctl("start", UNIT, check=False).returncode != 0
+    daemon.wait("the failed start", lambda: daemon.prop("ActiveState") == "failed")
+    assert daemon.prop("ExecMainStatus") == "78" and daemon.prop("NRestarts") == "0"
+    r = m.run("autoupdated", "config", "check", check=False)
+    assert r.returncode == 78 and "key 'schedule'" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_stop_during_a_run_leaves_every_container_running(daemon: Daemon, images: Callable[[str], str]) -> None:
     m = daemon.m
     names = ["aud-stop1", "aud-stop2", "aud-stop3"]
