@@ -22,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,9 @@ def memory(pid: int) -> dict[str, float]:
         "pss_mb": round(_kib(rollup["Pss"]) / mb, 1) if "Pss" in rollup else -1.0,
         "anon_mb": round(_kib(status.get("RssAnon", "0 kB")) / mb, 1),
         "threads": int(status["Threads"]),
+        # FDSize: the file-descriptor table's size, which only grows: the high-water mark of open files
+        "fd_table": int(status.get("FDSize", "0")),
+        "fds_open": len(list(Path(f"/proc/{pid}/fd").iterdir())),
     }
 
 
@@ -231,8 +235,18 @@ def strace_window(pid: int, window: float, workdir: Path) -> dict[str, Any]:
     return {"available": True, "window_s": window, "syscalls": dict(sorted(calls.items(), key=lambda kv: -kv[1]))}
 
 
-def daemon(machine: Machine, workdir: Path, *, window: float = 30.0, runs: int = 3) -> dict[str, Any]:
-    """Start the daemon, let it do `runs` runs, then measure it idle; stop it."""
+def daemon(
+    machine: Machine,
+    workdir: Path,
+    *,
+    window: float = 30.0,
+    runs: int = 3,
+    before_last: Callable[[], object] | None = None,
+) -> dict[str, Any]:
+    """Start the daemon, let it do `runs` runs, then measure it idle; stop it.
+
+    `before_last` (e.g. publishing a new image for every repo) runs before the last run, so the
+    peak (VmHWM, the fd table) covers pulls, restarts and the health gate too."""
     env = _au_env()
     machine.write(DAEMON_CONFIG, DAEMON_TOML)
     au = [VENV_PYTHON, "-m", "autoupdated"]
@@ -262,7 +276,9 @@ def daemon(machine: Machine, workdir: Path, *, window: float = 30.0, runs: int =
             time.sleep(0.5)
         else:
             raise RuntimeError("the daemon's first run did not finish within 600 s")
-        for _ in range(runs - 1):
+        for number in range(runs - 1):
+            if before_last is not None and number == runs - 2:
+                before_last()
             t0 = time.monotonic()
             r = machine.run(*au, "trigger", "--wait", "--config", DAEMON_CONFIG, env=env, check=False, timeout=900)
             durations.append(time.monotonic() - t0)

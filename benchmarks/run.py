@@ -264,7 +264,8 @@ class Bench:
             if "daemon" in wanted and fleet is not None:
                 window = 10.0 if args.quick else args.idle_window
                 self.log(f"daemon: 3 runs over the fleet, then idle {window:g} s (+{window:g} s under strace)")
-                results["daemon"] = measure.daemon(fleet.machine, self.env.workdir, window=window)
+                publish = fleet.publish if args.daemon_updates else None
+                results["daemon"] = measure.daemon(fleet.machine, self.env.workdir, window=window, before_last=publish)
             if "c" in wanted:
                 big, setup = self.fleet(args.images_c, args.per_image_c, "c")
                 results.setdefault("versions", versions(big))
@@ -435,6 +436,7 @@ def render(results: dict[str, Any]) -> str:
             ["peak RSS, VmHWM (MB)", f"{mem['hwm_mb']:.1f}", ""],
             ["PSS (MB)", f"{mem['pss_mb']:.1f}", ""],
             ["threads", str(mem["threads"]), ""],
+            ["open files now / fd table (FDSize)", f"{mem.get('fds_open', '?')} / {mem.get('fd_table', '?')}", ""],
             [
                 f"wake-ups while idle ({idle['window_s']:g} s; voluntary switches)",
                 str(idle.get("wakeups", "?")),
@@ -495,6 +497,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated, from {','.join(SCENARIOS)} (default {','.join(DEFAULT_SCENARIOS)})",
     )
     parser.add_argument("--quick", action="store_true", help="one round, 10 s idle windows")
+    parser.add_argument(
+        "--daemon-updates",
+        action="store_true",
+        help="daemon scenario: publish a new image for every repo before its last run (peak memory of an update)",
+    )
     parser.add_argument("--images", type=int, default=20, help="repos in the fleet of a/b (default 20)")
     parser.add_argument("--per-image", type=int, default=3, help="units per repo in a/b (default 3)")
     parser.add_argument("--images-c", type=int, default=50)
