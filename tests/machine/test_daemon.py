@@ -9,6 +9,7 @@ containers named `aud-*` (include_containers), so it can never disturb other tes
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -28,7 +29,10 @@ from tests.harness.daemon import (
     labelled_service,
     running,
 )
+from tests.harness.images import ImageBuilder
 from tests.harness.machine import Machine
+from tests.harness.registry import Registry
+from tests.harness.registry_fixtures import AUTH_PASSWORD, AUTH_USER
 
 pytestmark = pytest.mark.machine
 
@@ -251,6 +255,52 @@ def test_systemd_analyze_security(installed: Machine) -> None:
     score = float(match.group(1))
     print(f"\nsystemd-analyze security {UNIT}: {score} {match.group(2)}")
     assert score <= 2.0, r.stdout
+
+
+def test_under_its_unit_the_daemon_reads_roots_auth_file_but_no_home_directory(
+    daemon: Daemon, auth_registry: Registry, image_builder: ImageBuilder
+) -> None:
+    """ProtectHome=tmpfs hides /home; BindReadOnlyPaths= brings root's auth files back in."""
+    m = daemon.m
+    creds = (AUTH_USER, AUTH_PASSWORD)
+    m.trust_registry(auth_registry.host_port, insecure=True)
+    m.systemctl("stop", "podman.service", check=False)  # the API service reads registries.conf once
+    token = base64.b64encode(":".join(creds).encode()).decode()
+    auths = json.dumps({"auths": {auth_registry.host_port: {"auth": token}}})
+    m.write("/root/.config/containers/auth.json", auths, mode=0o600)
+    m.write("/home/alice/auth.json", auths, mode=0o600)
+    refs = {}
+    try:
+        for name in ("aud-rootauth", "aud-homeauth"):
+            refs[name] = f"{auth_registry.host_port}/{name}:latest"
+            image_builder.push(image_builder.build("good", f"{name}-1"), refs[name], creds)
+            m.podman("pull", "-q", "--authfile=/root/.config/containers/auth.json", refs[name])
+        m.create_service("aud-rootauth", refs["aud-rootauth"], policy="registry")
+        m.create_service(
+            "aud-homeauth",
+            refs["aud-homeauth"],
+            policy="registry",
+            extra_args=["--label", "io.containers.autoupdate.authfile=/home/alice/auth.json"],
+        )
+        old = image_of(m, "aud-rootauth")
+        for name in refs:
+            image_builder.push(image_builder.build("good", f"{name}-2"), refs[name], creds)
+        daemon.configure('schedule = "0 0 1 1 *"\nrun_on_start = true\n')
+        daemon.start()
+        run = daemon.wait_run(lambda r: r["CONTAINERS"] == "2", "the run over both containers")
+        assert run["UPDATED"] == "1" and run["FAILED"] == "1", run["MESSAGE"]
+        daemon.wait("aud-rootauth on its new image", lambda: image_of(m, "aud-rootauth") not in ("", old))
+        outcome = {
+            e["CONTAINER_NAME"]: e for e in daemon.entries(f"MESSAGE_ID={journal.MESSAGE_ID_OUTCOME}")
+        }
+        assert outcome["aud-rootauth"]["RESULT"] == "true"
+        assert outcome["aud-homeauth"]["RESULT"] == "failed"
+        assert "/home/alice/auth.json: no such file or directory" in outcome["aud-homeauth"]["ERROR"]
+        everything = json.dumps(daemon.entries())
+        assert AUTH_PASSWORD not in everything and token not in everything
+    finally:
+        m.run("rm", "-rf", "/root/.config/containers/auth.json", "/home/alice")
+        m.untrust_registry(auth_registry.host_port)
 
 
 # -- reboot: a missed run is caught up once ------------------------------------------------------
