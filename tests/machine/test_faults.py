@@ -11,7 +11,7 @@ Faults are grouped so one daemon run shows many at once next to healthy containe
 updated normally.  After every group `invariants` checks what the issue asks of every fault:
 every container runs (old or new image), the history database is intact and has nothing left
 'in progress', the daemon is active and serves the next run.  `MATRIX` collects one line per
-fault; tests/test_machine_faults.py prints it at the end (docs/faults.md has the table).
+fault; tests/machine/test_faults.py prints it at the end (docs/faults.md has the table).
 """
 
 from __future__ import annotations
@@ -429,7 +429,7 @@ def fx(image_builder: ImageBuilder, tmp_path_factory: pytest.TempPathFactory) ->
             registry.stop()
         m.stop()
         if MATRIX:
-            print("\nFault matrix (tests/test_machine_faults.py):")
+            print("\nFault matrix (tests/machine/test_faults.py):")
             for o in MATRIX:
                 print(f"  {'survived' if o.survived else 'LOST    '}  {o.fault}: {o.seen} -> {o.state}")
                 if o.example:

@@ -3,7 +3,7 @@
 Each test writes the intents a killed daemon would have left (History.intent/step with no
 outcome), lays out what podman and systemd show afterwards, runs `recover`, and checks what was
 tagged, restarted and recorded.  The same scenarios with real processes are in
-tests/test_machine_faults.py.
+tests/machine/test_faults.py.
 """
 
 from __future__ import annotations

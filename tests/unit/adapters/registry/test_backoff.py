@@ -1,7 +1,7 @@
 """Registry backoff (autoupdated/retry.py in the RegistryClient) against the in-process FakeRegistry.
 
 429 with Retry-After, RateLimit-Remaining and 5xx, each counted request by request; the same
-faults with a real registry, podman and systemd are in tests/test_machine_faults.py.
+faults with a real registry, podman and systemd are in tests/machine/test_faults.py.
 """
 
 from __future__ import annotations

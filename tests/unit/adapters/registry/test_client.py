@@ -270,7 +270,7 @@ async def test_429_with_retry_after(
     fake.override[("HEAD", "/v2/team/app/manifests/1.0")] = lambda r: httpx.Response(429, headers=headers)
     waits: list[float] = []
 
-    async def no_wait(seconds: float) -> None:  # the backoff waits (tests/test_faults.py times them)
+    async def no_wait(seconds: float) -> None:  # the backoff waits (test_backoff.py times them)
         waits.append(seconds)
 
     client._sleep = no_wait
