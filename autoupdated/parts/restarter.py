@@ -10,7 +10,6 @@ job runs in mode "replace", and only `done` counts; `failed`, `timeout`, `cancel
 from __future__ import annotations
 
 import contextlib
-from types import TracebackType
 from typing import Protocol
 
 from autoupdated.errors import BusCallError, RestartError
@@ -30,15 +29,6 @@ class UnitRestarter:
     def __init__(self, jobs: JobsPort, timeout: float = 300.0) -> None:
         self.jobs = jobs
         self.timeout = timeout
-
-    async def __aenter__(self) -> UnitRestarter:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def connect(self) -> None:
         await self.jobs.connect()

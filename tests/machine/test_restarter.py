@@ -19,7 +19,8 @@ from autoupdated.parts.restarter import UnitRestarter
 
 async def main(units, timeout):
     out = {}
-    async with UnitRestarter(SystemdBus("system"), timeout=timeout) as r:
+    async with SystemdBus("system") as bus:
+        r = UnitRestarter(bus, timeout=timeout)
         async def one(u):
             t = time.monotonic()
             try:
