@@ -11,7 +11,9 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from autoupdated.adapters.controlstore import ControlStore
 from autoupdated.adapters.history import History
+from autoupdated.adapters.hooks import HookRunner
 from autoupdated.adapters.journal import Journal
 from autoupdated.adapters.podman import Podman, default_url
 from autoupdated.adapters.registry.authfile import load_credentials
@@ -43,8 +45,11 @@ def real_adapters(options: Options, history: History | None = None) -> Adapters:
     failed_units = None
     if options.update_failed_units:
         failed_units = FailedUnits(podman, history, bus)
+    store = None
     if history is not None:
         closers.append(history.aclose)
+        store = _control_store(history.path)
+        closers.append(store.aclose)
     return Adapters(
         podman=podman,
         comparer=DigestComparer(client),
@@ -55,8 +60,17 @@ def real_adapters(options: Options, history: History | None = None) -> Adapters:
         history=history,
         failed_units=failed_units,
         units=bus,
+        hooks=HookRunner(),
+        control_store=store,
         closers=closers,
     )
+
+
+def _control_store(path: Path) -> ControlStore:
+    try:
+        return ControlStore(path)
+    except HistoryError as err:
+        raise RunError(f"{err}; no update is made without its record") from None
 
 
 def _history(path: str | Path, action: str = "update") -> History:

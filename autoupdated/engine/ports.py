@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from autoupdated.controls.model import Hook, HookResult, Waiting
 from autoupdated.model import (
     CheckResult,
     ContainerInfo,
@@ -96,6 +97,21 @@ class FailedUnitsPort(Protocol):
     async def find(self, skip_units: set[str]) -> list[ContainerInfo]: ...
 
 
+class HooksPort(Protocol):
+    """Runs an operator's hook command (adapters/hooks.py): timeout, environment, output captured."""
+
+    async def run(self, hook: Hook, env: dict[str, str]) -> HookResult: ...
+
+
+class ControlStorePort(Protocol):
+    """What the controls remember between runs (adapters/controlstore.py, in the history database)."""
+
+    def first_seen(self, reference: str, digest: str, now: float) -> float: ...
+    def approved(self, container: str) -> str | None: ...
+    def waiting(self, entry: Waiting) -> None: ...
+    def done(self, container: str) -> None: ...
+
+
 @dataclass
 class Adapters:
     """The engine's view of the outside world; autoupdated/wiring.py builds the real ones."""
@@ -109,6 +125,8 @@ class Adapters:
     history: HistoryPort | None = None
     failed_units: FailedUnitsPort | None = None
     units: UnitsPort | None = None
+    hooks: HooksPort | None = None
+    control_store: ControlStorePort | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
