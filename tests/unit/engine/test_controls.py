@@ -18,7 +18,10 @@ HOOKS = {
 }
 
 
-def run(*containers, layer=Layer(), store=None, hooks=None, **options):
+NO_LAYER = Layer()
+
+
+def run(*containers, layer=NO_LAYER, store=None, hooks=None, **options):
     podman, comparer, puller, restarter = world(*containers)
     a = adapters(podman, comparer, puller, restarter)
     a.hooks = hooks if hooks is not None else FakeHooks()
@@ -29,7 +32,8 @@ def run(*containers, layer=Layer(), store=None, hooks=None, **options):
 
 
 def test_notify_reports_pending_and_never_pulls_or_restarts():
-    result, puller, restarter = run(container(1, IMG_A, labels={"io.autoupdated.mode": "notify"}), container(2, IMG_A))
+    notify = {"io.autoupdated.mode": "notify"}
+    result, _, restarter = run(container(1, IMG_A, labels=notify), container(2, IMG_A))
     assert statuses(result) == {"c1": "pending", "c2": "true"}
     assert restarter.restarts == ["container-c2.service"]
     assert any("mode notify" in w for w in result.warnings)
