@@ -19,6 +19,7 @@ from autoupdated.adapters.podman import Podman, default_url
 from autoupdated.adapters.registry.authfile import load_credentials
 from autoupdated.adapters.registry.client import RegistryClient
 from autoupdated.adapters.systemd.bus import SystemdBus
+from autoupdated.controls.model import Waiting
 from autoupdated.engine.failed import FailedUnits
 from autoupdated.engine.options import Options
 from autoupdated.engine.ports import Adapters
@@ -123,3 +124,23 @@ def podman_url(url: str | None) -> str:
 def prune_dangling_images(url: str) -> PruneReport:
     """`podman image prune -f` (dangling images only); blocking (the daemon runs it in a thread)."""
     return asyncio.run(Podman(url).prune_images())
+
+
+def held_updates(path: Path | None) -> list[Waiting]:
+    """What the operator controls hold (status, approvals); nothing without a history."""
+    if path is None or not path.exists():
+        return []
+    store = ControlStore(path)
+    try:
+        return store.held()
+    finally:
+        store.close()
+
+
+def record_approval(path: Path, entries: tuple[Waiting, ...]) -> None:
+    store = ControlStore(path)
+    try:
+        for entry in entries:
+            store.approve(entry.container, entry.digest)
+    finally:
+        store.close()
