@@ -1,6 +1,7 @@
 """Maintenance windows: `"02:00..05:00"` (every day), `"Sat,Sun 02:00..05:00"`, `"Mon..Fri 22:00..02:00"`
 (past midnight: the window starts on the named day), optionally ending in a timezone
-(`"02:00..05:00 Europe/Berlin"`); the host's timezone otherwise."""
+(`"02:00..05:00 Europe/Berlin"`); the host's timezone otherwise.  Times may have seconds
+(`"02:00:30..02:10"`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # datetime.weekday() numbering
-_TIME = r"(\d{1,2}):(\d{2})"
+_TIME = r"(\d{1,2}):(\d{2})(?::(\d{2}))?"
 _WINDOW = re.compile(rf"^(?:(?P<days>[A-Za-z.,]+)\s+)?{_TIME}\s*\.\.\s*{_TIME}(?:\s+(?P<tz>\S+))?$")
 
 
@@ -30,8 +31,8 @@ class Window:
         return ZoneInfo(self.tz) if self.tz else host
 
     def _length(self) -> timedelta:
-        start = timedelta(hours=self.start.hour, minutes=self.start.minute)
-        end = timedelta(hours=self.end.hour, minutes=self.end.minute)
+        start = timedelta(hours=self.start.hour, minutes=self.start.minute, seconds=self.start.second)
+        end = timedelta(hours=self.end.hour, minutes=self.end.minute, seconds=self.end.second)
         return end - start if end > start else end - start + timedelta(days=1)
 
     def _starts_near(self, now: datetime) -> list[datetime]:
@@ -85,10 +86,10 @@ def parse_window(text: str) -> Window:
             f'{text!r} is not a window; write "HH:MM..HH:MM", optionally after days and before a '
             'timezone, e.g. "02:00..05:00", "Sat,Sun 02:00..05:00", "Mon..Fri 22:00..02:00 Europe/Berlin"'
         )
-    h1, m1, h2, m2 = (int(match.group(i)) for i in (2, 3, 4, 5))
-    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
+    h1, m1, s1, h2, m2, s2 = (int(match.group(i) or 0) for i in (2, 3, 4, 5, 6, 7))
+    if h1 > 23 or h2 > 24 or max(m1, m2, s1, s2) > 59 or (h2 == 24 and (m2 or s2)):
         raise WindowError(f"{text!r}: a time of day is out of range (00:00 to 24:00)")
-    start, end = time(h1, m1), time(0, 0) if h2 == 24 else time(h2, m2)
+    start, end = time(h1, m1, s1), time(0, 0) if h2 == 24 else time(h2, m2, s2)
     if start == end:
         raise WindowError(f"{text!r}: the window is empty (start and end are the same)")
     tz = match.group("tz")

@@ -51,3 +51,9 @@ def test_no_window_means_always_open():
 def test_bad_windows_say_how_to_write_one(text, says):
     with pytest.raises(WindowError, match=says):
         parse_window(text)
+
+
+def test_times_may_have_seconds():
+    (w,) = parse_windows("12:00:30..12:10 UTC")
+    assert not w.is_open(datetime(2026, 12, 1, 12, 0, 29, tzinfo=UTC))
+    assert w.is_open(datetime(2026, 12, 1, 12, 0, 30, tzinfo=UTC))
