@@ -30,6 +30,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from autoupdated.controls.model import ControlsConfig, Hook, Layer, Mode, Section
 from autoupdated.controls.resolve import HOOK_KEYS
+from autoupdated.controls.tags import check_track
 from autoupdated.controls.windows import WindowError, parse_windows
 
 if TYPE_CHECKING:
@@ -380,6 +381,13 @@ Windows = Annotated[list[str], NoDecode, BeforeValidator(_window_list), AfterVal
 Age = Annotated[Seconds, Field(ge=0), _at_most(MAX_INTERVAL, "366 days")]
 
 
+def _check_track(value: str) -> str:
+    return check_track(value) if value.strip() else ""
+
+
+Track = Annotated[str, AfterValidator(_check_track)]
+
+
 class HookSpec(BaseModel):
     """`[hooks.NAME]`: a command (no shell) and its timeout."""
 
@@ -399,6 +407,7 @@ class ControlSection(BaseModel):
     pre_update: str | None = None
     post_update: str | None = None
     on_rollback: str | None = None
+    track_tags: Track | None = None
 
 
 def _layer(values: Any) -> Layer:
@@ -410,6 +419,7 @@ def _layer(values: Any) -> Layer:
         pre_update=values.pre_update,
         post_update=values.post_update,
         on_rollback=values.on_rollback,
+        track_tags=values.track_tags,
     )
 
 
@@ -417,7 +427,12 @@ def controls_config(settings: Any) -> ControlsConfig:
     sections = [Section("unit", s.match, _layer(s)) for s in settings.unit]
     sections += [Section("container", s.match, _layer(s)) for s in settings.container]
     hooks = {name: Hook(name, tuple(spec.command), spec.timeout) for name, spec in settings.hooks.items()}
-    return ControlsConfig(defaults=_layer(settings), sections=tuple(sections), hooks=hooks)
+    return ControlsConfig(
+        defaults=_layer(settings),
+        sections=tuple(sections),
+        hooks=hooks,
+        tag_check_interval=settings.tag_check_interval,
+    )
 
 
 def hook_name_errors(settings: Any) -> list[tuple[str, str]]:
@@ -488,6 +503,8 @@ class Settings(BaseSettings):
     pre_update: str | None = None
     post_update: str | None = None
     on_rollback: str | None = None
+    track_tags: Track = ""
+    tag_check_interval: Annotated[Seconds, Field(ge=60), _at_most(MAX_INTERVAL, "366 days")] = 86400.0
     hooks: dict[str, HookSpec] = Field(default_factory=dict)
     container: list[ControlSection] = Field(default_factory=list)
     unit: list[ControlSection] = Field(default_factory=list)

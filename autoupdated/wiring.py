@@ -63,6 +63,7 @@ def real_adapters(options: Options, history: History | None = None) -> Adapters:
         units=bus,
         hooks=HookRunner(),
         control_store=store,
+        tags=client,
         closers=closers,
     )
 
@@ -133,6 +134,17 @@ def held_updates(path: Path | None) -> list[Waiting]:
     store = ControlStore(path)
     try:
         return store.held()
+    finally:
+        store.close()
+
+
+def new_tags(path: Path | None) -> list[dict[str, object]]:
+    """Newer tags found for containers that track them (track_tags)."""
+    if path is None or not path.exists():
+        return []
+    store = ControlStore(path)
+    try:
+        return store.newer_tags()
     finally:
         store.close()
 

@@ -239,6 +239,8 @@ class FakeControlStore:
     seen: dict[tuple[str, str], float] = field(default_factory=dict)
     approvals: dict[str, str] = field(default_factory=dict)
     held: dict[str, Waiting] = field(default_factory=dict)
+    tag_lists: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
+    news: dict[str, list[str]] = field(default_factory=dict)
 
     def first_seen(self, reference: str, digest: str, now: float) -> float:
         return self.seen.setdefault((reference, digest), now)
@@ -252,3 +254,27 @@ class FakeControlStore:
     def done(self, container: str) -> None:
         self.held.pop(container, None)
         self.approvals.pop(container, None)
+
+    def tags_listed(self, repository: str) -> tuple[float, list[str]] | None:
+        return self.tag_lists.get(repository)
+
+    def remember_tags(self, repository: str, tags: list[str], now: float) -> None:
+        self.tag_lists[repository] = (now, list(tags))
+
+    def new_tags(self, container: str, image: str, newer: list[str]) -> None:
+        self.news[container] = list(newer)
+
+
+@dataclass
+class FakeTags:
+    """A registry's tag lists by repository name; `asked` counts the listings."""
+
+    tags: dict[str, list[str]] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+    error: Exception | None = None
+
+    async def list_tags(self, ref: Reference, credentials: Credentials | None) -> list[str]:
+        self.asked.append(ref.name)
+        if self.error is not None:
+            raise self.error
+        return self.tags.get(ref.name, [])

@@ -12,6 +12,7 @@ Every sqlite3 error becomes one HistoryError naming the file, the step and a fix
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -43,6 +44,17 @@ CREATE TABLE IF NOT EXISTS waiting (
     reason      TEXT NOT NULL,
     eligible_at TEXT,
     since       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tag_lists (
+    repository TEXT PRIMARY KEY,
+    listed     REAL NOT NULL,
+    tags       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS new_tags (
+    container TEXT PRIMARY KEY,
+    image     TEXT NOT NULL,
+    newer     TEXT NOT NULL,
+    seen      TEXT NOT NULL
 );
 """
 
@@ -118,6 +130,41 @@ class ControlStore:
                 "ORDER BY container"
             ).fetchall()
         return [Waiting(*row) for row in rows]
+
+    # -- new tags ----------------------------------------------------------------------------
+
+    def tags_listed(self, repository: str) -> tuple[float, list[str]] | None:
+        with self._step("reading a tag list"):
+            row = self._db.execute("SELECT listed, tags FROM tag_lists WHERE repository = ?", (repository,)).fetchone()
+        if row is None:
+            return None
+        try:
+            tags = json.loads(row[1])
+        except ValueError:
+            return None
+        return float(row[0]), [str(tag) for tag in tags]
+
+    def remember_tags(self, repository: str, tags: list[str], now: float) -> None:
+        with self._step("recording a tag list"):
+            self._db.execute(
+                "INSERT OR REPLACE INTO tag_lists (repository, listed, tags) VALUES (?, ?, ?)",
+                (repository, now, json.dumps(tags)),
+            )
+
+    def new_tags(self, container: str, image: str, newer: list[str]) -> None:
+        with self._step("recording new tags"):
+            if not newer:
+                self._db.execute("DELETE FROM new_tags WHERE container = ?", (container,))
+                return
+            self._db.execute(
+                "INSERT OR REPLACE INTO new_tags VALUES (?, ?, ?, ?)",
+                (container, image, json.dumps(newer), datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+
+    def newer_tags(self) -> list[dict[str, object]]:
+        with self._step("reading new tags"):
+            rows = self._db.execute("SELECT container, image, newer, seen FROM new_tags ORDER BY container").fetchall()
+        return [{"container": c, "image": i, "newer": json.loads(n), "seen": s} for c, i, n, s in rows]
 
     def forget(self, container: str) -> None:
         """The container no longer waits (a run found it up to date)."""

@@ -321,6 +321,9 @@ def format_status(status: dict[str, Any]) -> str:
         if status.get("queued_run"):
             lines.append(f"Queued:   run {status['queued_run']}, after the run in progress")
         lines.append(f"Next run: {_when(status.get('next_run'))}")
+        for item in _items(status.get("new_tags")):
+            if isinstance(item, dict) and isinstance(item.get("newer"), list) and item["newer"]:
+                lines.append(f"New tag:  {item.get('container')} ({item.get('image')}): {item['newer'][0]} available")
         held = format_held(status.get("held"))
         if held:
             lines.append(

@@ -39,6 +39,7 @@ class Layer:
     pre_update: str | None = None  # hook names ([hooks.NAME] in the config)
     post_update: str | None = None
     on_rollback: str | None = None
+    track_tags: str | None = None  # "semver" or a regular expression; "" turns it off
 
     def over(self, base: Layer) -> Layer:
         """This layer's values where it has them, `base`'s elsewhere."""
@@ -49,6 +50,7 @@ class Layer:
             pre_update=self.pre_update if self.pre_update is not None else base.pre_update,
             post_update=self.post_update if self.post_update is not None else base.post_update,
             on_rollback=self.on_rollback if self.on_rollback is not None else base.on_rollback,
+            track_tags=self.track_tags if self.track_tags is not None else base.track_tags,
         )
 
 
@@ -66,6 +68,7 @@ class ControlsConfig:
     defaults: Layer = Layer()
     sections: tuple[Section, ...] = ()
     hooks: dict[str, Hook] = field(default_factory=dict)
+    tag_check_interval: float = 86400.0  # list a repository's tags at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ class Controls:
     pre_update: Hook | None = None
     post_update: Hook | None = None
     on_rollback: Hook | None = None
+    track_tags: str = ""
 
 
 @dataclass(frozen=True, slots=True)

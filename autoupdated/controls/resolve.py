@@ -8,10 +8,11 @@ import fnmatch
 import re
 
 from autoupdated.controls.model import LABEL_PREFIX, ControlError, Controls, ControlsConfig, Hook, Layer, Mode
+from autoupdated.controls.tags import check_track
 from autoupdated.controls.windows import WindowError, parse_windows
 
 HOOK_KEYS = ("pre_update", "post_update", "on_rollback")
-LABEL_KEYS = ("mode", "restart_window", "min_image_age", *HOOK_KEYS)
+LABEL_KEYS = ("mode", "restart_window", "min_image_age", *HOOK_KEYS, "track_tags")
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _SPAN_SECONDS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -42,6 +43,8 @@ def label_layer(container: str, labels: dict[str, str]) -> Layer:
                 values[name] = parse_windows([part for part in text.split(";")])
             elif name == "min_image_age":
                 values[name] = parse_age(text)
+            elif name == "track_tags":
+                values[name] = check_track(text) if text.strip() else ""
             else:
                 values[name] = text.strip()
         except WindowError as err:
@@ -82,4 +85,5 @@ def resolve(config: ControlsConfig, container: str, unit: str, labels: dict[str,
         pre_update=hooks["pre_update"],
         post_update=hooks["post_update"],
         on_rollback=hooks["on_rollback"],
+        track_tags=layer.track_tags or "",
     )

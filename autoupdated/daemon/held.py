@@ -39,6 +39,12 @@ class Held:
         self._timer: asyncio.TimerHandle | None = None
         self.wakeup: datetime | None = None
 
+    def new_tags(self) -> list[dict[str, object]]:
+        try:
+            return wiring.new_tags(self.history())
+        except HistoryError as err:
+            return [{"error": str(err)}]
+
     def status(self) -> list[dict[str, Any]]:
         try:
             held = wiring.held_updates(self.history())

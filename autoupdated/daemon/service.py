@@ -321,6 +321,7 @@ class Daemon:
             "status_line": self.status_line(),
             "held": self.held.status(),
             "held_wakeup": iso(self.held.wakeup),
+            "new_tags": self.held.new_tags(),
         }
 
     async def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:

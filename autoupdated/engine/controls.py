@@ -9,6 +9,9 @@ hooks run.
                 image is never switched
     hold        after the pull: held updates are reported `pending`, with the reason
     after       post_update after a successful restart, on_rollback after a rollback
+    new tags    containers with track_tags: the repository's tags listed (at most once per
+                tag_check_interval per repository, remembered in the history), newer ones
+                reported as warnings; the unit's image reference is never changed
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from datetime import UTC, datetime
 from autoupdated.controls.decide import Decision, decide
 from autoupdated.controls.model import ControlError, Controls, Hook, Mode, Waiting
 from autoupdated.controls.resolve import resolve
+from autoupdated.controls.tags import announcement, due, newer_tags
 from autoupdated.engine.ledger import Notes
 from autoupdated.engine.options import Options
-from autoupdated.engine.ports import ControlStorePort, HooksPort
+from autoupdated.engine.ports import ControlStorePort, HooksPort, TagListerPort
 from autoupdated.engine.task import Task
 from autoupdated.model import Status
 
@@ -31,8 +35,16 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 class ControlsStep:
-    def __init__(self, options: Options, store: ControlStorePort | None, hooks: HooksPort | None, notes: Notes) -> None:
+    def __init__(
+        self,
+        options: Options,
+        store: ControlStorePort | None,
+        hooks: HooksPort | None,
+        notes: Notes,
+        tags: TagListerPort | None = None,
+    ) -> None:
         self.options = options
+        self.tags = tags
         self.store = store
         self.hooks = hooks
         self.notes = notes
@@ -103,6 +115,65 @@ class ControlsStep:
                     since=_iso(datetime.now(UTC)) or "",
                 )
             )
+
+    # -- new tags (notify only) ------------------------------------------------------------------
+
+    async def discover_tags(self, units: dict[str, list[Task]], now: datetime | None = None) -> None:
+        moment = now or datetime.now(UTC)
+        tracking = [
+            task
+            for tasks in units.values()
+            for task in tasks
+            if task.reference is not None
+            and task.reference.tag
+            and task.reference.digest is None
+            and task.container.id in self.of
+            and self.of[task.container.id].track_tags
+        ]
+        lists: dict[str, list[str] | None] = {}
+        for task in tracking:
+            assert task.reference is not None
+            name = task.reference.name
+            if name not in lists:
+                lists[name] = await self._tag_list(task, moment)
+            tags = lists[name]
+            if tags is None:
+                continue
+            current = task.reference.tag or ""
+            newer = newer_tags(current, tags, self.of[task.container.id].track_tags)
+            if newer:
+                self.notes.warn(announcement(task.container.name, current, newer))
+            if self.store is not None:
+                try:
+                    self.store.new_tags(task.container.name, task.raw_image, newer)
+                except Exception as err:
+                    self.notes.warn(str(err))
+
+    async def _tag_list(self, task: Task, now: datetime) -> list[str] | None:
+        """The repository's tags: remembered when listed within the interval, else listed now."""
+        assert task.reference is not None
+        name = task.reference.name
+        known = None
+        if self.store is not None:
+            try:
+                known = self.store.tags_listed(name)
+            except Exception as err:
+                self.notes.warn(str(err))
+        if known is not None and not due(known[0], now, self.options.controls.tag_check_interval):
+            return known[1]
+        if self.tags is None:
+            return None
+        try:
+            tags = await self.tags.list_tags(task.reference, task.credentials)
+        except Exception as err:
+            self.notes.warn(f"container {task.container.name}: listing the tags of {name} (track_tags): {err}")
+            return known[1] if known is not None else None
+        if self.store is not None:
+            try:
+                self.store.remember_tags(name, tags, now.timestamp())
+            except Exception as err:
+                self.notes.warn(str(err))
+        return tags
 
     # -- around the pull and the restart ------------------------------------------------------
 

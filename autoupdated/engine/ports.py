@@ -110,6 +110,15 @@ class ControlStorePort(Protocol):
     def approved(self, container: str) -> str | None: ...
     def waiting(self, entry: Waiting) -> None: ...
     def done(self, container: str) -> None: ...
+    def tags_listed(self, repository: str) -> tuple[float, list[str]] | None: ...
+    def remember_tags(self, repository: str, tags: list[str], now: float) -> None: ...
+    def new_tags(self, container: str, image: str, newer: list[str]) -> None: ...
+
+
+class TagListerPort(Protocol):
+    """A repository's tags (GET /v2/<name>/tags/list, every page): the registry client."""
+
+    async def list_tags(self, ref: Reference, credentials: Credentials | None) -> list[str]: ...
 
 
 @dataclass
@@ -127,6 +136,7 @@ class Adapters:
     units: UnitsPort | None = None
     hooks: HooksPort | None = None
     control_store: ControlStorePort | None = None
+    tags: TagListerPort | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:

@@ -66,7 +66,7 @@ class Engine:
         self.ledger = Ledger(adapters.history, self.notes)
         self.updater = UnitUpdater(options, adapters.podman, adapters.restarter, self.notes, self.ledger, self.stop)
         self.units: dict[str, list[Task]] = {}
-        self.controls = ControlsStep(options, adapters.control_store, adapters.hooks, self.notes)
+        self.controls = ControlsStep(options, adapters.control_store, adapters.hooks, self.notes, adapters.tags)
 
     @property
     def result(self) -> RunResult:
@@ -87,6 +87,7 @@ class Engine:
                 await self.connect_bus()
             await self.check(tasks)
             self.controls.decide(self.units)
+            await self.controls.discover_tags(self.units)
             if self.options.dry_run:
                 for task in tasks:
                     if task.prepared:
