@@ -8,7 +8,7 @@ import dataclasses
 from autoupdated import engine
 from autoupdated.controls.model import ControlsConfig, Hook, HookResult, Layer, Mode
 from autoupdated.controls.windows import parse_windows
-from tests.fakes import FakeControlStore, FakeHooks, adapters, container
+from tests.fakes import FakeControlStore, FakeHooks, FakeTags, adapters, container
 from tests.unit.engine.test_run import FAST, IMG_A, statuses, world
 
 HOOKS = {
@@ -130,3 +130,37 @@ def test_on_rollback_runs_after_a_rollback():
     opts = engine.Options(controls=ControlsConfig(Layer(on_rollback="page", post_update="tell"), hooks=HOOKS), **FAST)
     result = asyncio.run(engine.run(dataclasses.replace(opts), adapters=a))
     assert statuses(result) == {"c1": "rolled back"} and [n for n, _ in hooks.runs] == ["page"]
+
+
+def test_new_tags_are_reported_once_per_repository_and_only_for_containers_that_opt_in():
+    ref = "quay.io/org/a:1.26.3"
+    podman, comparer, puller, restarter = world(
+        container(1, ref, labels={"io.autoupdated.track_tags": "semver"}),
+        container(2, ref, labels={"io.autoupdated.track_tags": "semver"}),
+        container(3, "quay.io/org/b:1.0.0"),
+        remote={ref: "sha256:old", "quay.io/org/b:1.0.0": "sha256:old"},
+    )
+    a = adapters(podman, comparer, puller, restarter)
+    a.tags = tags = FakeTags({"quay.io/org/a": ["1.26.3", "1.27.1", "latest"], "quay.io/org/b": ["9.9.9"]})
+    a.control_store = store = FakeControlStore()
+    opts = engine.Options(controls=ControlsConfig(), **FAST)
+    result = asyncio.run(engine.run(opts, adapters=a))
+    assert statuses(result) == {"c1": "false", "c2": "false", "c3": "false"}
+    assert tags.asked == ["quay.io/org/a"], "one listing per repository, none for c3"
+    assert sum("1.27.1 available; you run 1.26.3" in w for w in result.warnings) == 2
+    assert store.news["c1"] == ["1.27.1"]
+    podman.containers = [container(1, ref, labels={"io.autoupdated.track_tags": "semver"})]
+    a2 = adapters(podman, comparer, puller, restarter)
+    a2.tags, a2.control_store = tags, store
+    result = asyncio.run(engine.run(opts, adapters=a2))
+    assert tags.asked == ["quay.io/org/a"], "listed at most once per day"
+    assert any("1.27.1 available" in w for w in result.warnings)
+
+
+def test_a_failing_tag_listing_is_a_warning_and_the_update_goes_on():
+    podman, comparer, puller, restarter = world(container(1, IMG_A, labels={"io.autoupdated.track_tags": "semver"}))
+    a = adapters(podman, comparer, puller, restarter)
+    a.tags = FakeTags(error=RuntimeError("too many requests to quay.io"))
+    result = asyncio.run(engine.run(engine.Options(controls=ControlsConfig(), **FAST), adapters=a))
+    assert statuses(result) == {"c1": "true"}
+    assert any("listing the tags of quay.io/org/a (track_tags): too many requests" in w for w in result.warnings)
