@@ -28,6 +28,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from autoupdated.calendar import CalendarError, elapses
 from autoupdated.controls.model import ControlsConfig, Hook, Layer, Mode, Section
 from autoupdated.controls.resolve import HOOK_KEYS
 from autoupdated.controls.tags import check_track
@@ -184,13 +185,23 @@ def _weekday_number(text: str, field: str) -> int:
     raise ValueError(f"bad day of week {text!r} in {field!r} (use 0-7 or sun..sat)")
 
 
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*,/-]+$")
+
+
+def _looks_like_cron(text: str) -> bool:
+    fields = text.split()
+    return len(fields) == 5 and all(_CRON_FIELD.match(field) for field in fields)
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """When scheduled runs happen: a crontab expression or a fixed interval."""
+    """When scheduled runs happen: a crontab expression, a fixed interval, or a systemd calendar
+    expression (evaluated by systemd-analyze, autoupdated/calendar.py)."""
 
     text: str
     cron: str | None = None
     interval: float | None = None
+    calendar: str | None = None  # systemd's normalized form
 
     @classmethod
     def parse(cls, text: str) -> Schedule:
@@ -203,6 +214,8 @@ class Schedule:
             try:
                 seconds = parse_duration(lowered.removeprefix("every "))
             except ValueError:
+                if not lowered.startswith("every ") and not lowered.replace(".", "").isdigit():
+                    return cls._calendar(stripped)  # "03:00", "2027-01-01": calendar expressions
                 raise ValueError(f'{text!r} is not an interval (write e.g. "every 6h" or "30m")') from None
             if seconds < 1:
                 raise ValueError(f"interval {text!r} is shorter than one second")
@@ -212,6 +225,8 @@ class Schedule:
                     'expression, e.g. "0 3 1 1 *" (yearly)'
                 )
             return cls(stripped, interval=seconds)
+        if not _looks_like_cron(stripped):
+            return cls._calendar(stripped)
         schedule = cls(stripped, cron=stripped)
         try:
             trigger = schedule.trigger()
@@ -225,6 +240,16 @@ class Schedule:
             raise ValueError(f"{text!r} never fires (a day that no month has?); fix the day and month fields")
         return schedule
 
+    @classmethod
+    def _calendar(cls, text: str) -> Schedule:
+        try:
+            found = elapses(text, iterations=1)
+        except CalendarError as err:
+            raise ValueError(str(err)) from None
+        if not found.times:
+            raise ValueError(f"{text!r} never elapses again (systemd-analyze calendar finds no next time)")
+        return cls(text, calendar=found.normalized)
+
     def trigger(self, *, jitter: float = 0.0, timezone: tzinfo | None = None) -> BaseTrigger:
         """The APScheduler trigger; `jitter` adds 0..N s to each run like RandomizedDelaySec."""
         from apscheduler.triggers.combining import OrTrigger
@@ -232,6 +257,10 @@ class Schedule:
         from apscheduler.triggers.interval import IntervalTrigger
 
         jitter_arg = int(jitter) if jitter >= 1 else None
+        if self.calendar is not None:
+            from autoupdated.calendar_trigger import CalendarTrigger  # systemd's own times, in the host's zone
+
+            return CalendarTrigger(self.calendar, jitter=jitter_arg)
         if self.interval is not None:
             return IntervalTrigger(seconds=self.interval, jitter=jitter_arg, timezone=timezone)
         assert self.cron is not None

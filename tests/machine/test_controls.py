@@ -205,3 +205,51 @@ def test_approve_restarts_the_waiting_digest_and_refuses_a_stale_one(
     assert "aud-appr: true" in r.stdout
     assert image_of(m, "aud-appr") not in ("", old) and running(m, "aud-appr")
     assert held(m, "aud-appr") is None
+
+
+def tag_many(registry: Registry, name: str, source_tag: str, tags: list[str]) -> None:
+    """Many tags of one image, by PUTting its manifest under each (what `podman push` would do, fast)."""
+    accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+    with registry.http() as client:
+        got = client.get(f"/v2/{name}/manifests/{source_tag}", headers={"Accept": accept})
+        got.raise_for_status()
+        for tag in tags:
+            put = client.put(
+                f"/v2/{name}/manifests/{tag}",
+                content=got.content,
+                headers={"Content-Type": got.headers["Content-Type"]},
+            )
+            put.raise_for_status()
+
+
+def test_new_tags_are_found_across_pages_of_a_real_registry_once_a_day(env: Env, machine_services: Machine) -> None:
+    m = machine_services
+    env.push("ctl-tags")
+    tags = [f"1.{i}.0" for i in range(250)]
+    tag_many(env.registry, "ctl-tags", "latest", tags)
+    running_ref = f"{env.registry.host_port}/ctl-tags:1.200.0"
+    m.podman("pull", "-q", running_ref)
+    m.create_service(
+        "ctl-tags", running_ref, policy="registry", extra_args=["--label", "io.autoupdated.track_tags=semver"]
+    )
+    other = f"{env.registry.host_port}/ctl-tags:1.100.0"
+    m.podman("pull", "-q", other)
+    m.create_service("ctl-notags", other, policy="registry")
+    m.run("rm", "-f", "/root/tags-history.db")
+    env.registry.mark()
+    code, _, err = check(env, "", "--history-db", "/root/tags-history.db")
+    assert code == 0, err
+    assert "container ctl-tags: 1.249.0 available; you run 1.200.0" in err
+    assert "ctl-notags:" not in err
+    listings = [r for r in env.registry.requests() if r.path.startswith("/v2/ctl-tags/tags/list")]
+    # distribution 2.8 ignores `n` and sends every tag at once, without a Link (pagination came in
+    # v3); the client follows Link pages where there are some (tests/unit/adapters/registry/test_tags.py).
+    with env.registry.http() as client:
+        page = client.get("/v2/ctl-tags/tags/list?n=100")
+    assert len(page.json()["tags"]) == 251 and "Link" not in page.headers
+    assert [(r.method, r.status) for r in listings] == [("GET", 200)], listings
+    assert m.podman("inspect", "--format", "{{.ImageName}}", "ctl-tags").stdout.strip() == running_ref
+    env.registry.mark()
+    code, _, err = check(env, "", "--history-db", "/root/tags-history.db")
+    assert code == 0 and "1.249.0 available" in err
+    assert not [r for r in env.registry.requests() if "/tags/list" in r.path], "listed again within a day"
