@@ -189,8 +189,8 @@ _CRON_FIELD = re.compile(r"^[0-9A-Za-z*,/-]+$")
 
 
 def _looks_like_cron(text: str) -> bool:
-    fields = text.split()
-    return len(fields) == 5 and all(_CRON_FIELD.match(field) for field in fields)
+    """Crontab fields use none of systemd calendar syntax's ':' (times), '..' (ranges) or '~'."""
+    return all(_CRON_FIELD.match(field) for field in text.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +234,8 @@ class Schedule:
             raise ValueError(
                 f"{text!r} is not a valid schedule: {err}; use a crontab expression "
                 '("minute hour day month weekday", e.g. "0 3 * * *"), a shorthand '
-                '("daily", "hourly", "weekly") or an interval ("every 6h")'
+                '("daily", "hourly", "weekly"), an interval ("every 6h") or a systemd calendar '
+                'expression ("Mon..Fri *-*-* 03:00")'
             ) from None
         if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
             raise ValueError(f"{text!r} never fires (a day that no month has?); fix the day and month fields")

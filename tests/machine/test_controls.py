@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from autoupdated.calendar import parse_output
 from tests.harness.daemon import Daemon, image_of, labelled_service, running
 from tests.harness.images import ImageBuilder
 from tests.harness.machine import Machine
@@ -253,3 +254,24 @@ def test_new_tags_are_found_across_pages_of_a_real_registry_once_a_day(env: Env,
     code, _, err = check(env, "", "--history-db", "/root/tags-history.db")
     assert code == 0 and "1.249.0 available" in err
     assert not [r for r in env.registry.requests() if "/tags/list" in r.path], "listed again within a day"
+
+
+def test_a_calendar_schedule_fires_when_the_machines_systemd_says(daemon: Daemon) -> None:
+    m = daemon.m
+    expression = "*-*-* *:*:00/20"
+    daemon.configure(f'schedule = "{expression}"\n')
+    daemon.start()
+    status = json.loads(m.run("autoupdated", "status", "--format", "json").stdout)
+    assert status["daemon"]["schedule"] == expression
+    said = m.run("systemd-analyze", "calendar", "--iterations=3", expression).stdout
+    expected = parse_output(said).times
+    next_run = datetime.fromisoformat(status["next_run"])
+    assert next_run in expected[:2], (next_run, expected)  # the first, or the second if one just elapsed
+    run = daemon.wait_run(lambda r: r["REASON"] == "schedule", "a scheduled run", timeout=45)
+    started = datetime.fromtimestamp(int(run["__REALTIME_TIMESTAMP"]) / 1e6, UTC)
+    assert started.second % 20 in (0, 1, 2), started
+    r = m.run("autoupdated", "config", "check", "/etc/autoupdated.toml", check=False)
+    assert r.returncode == 0, r.stderr
+    m.write("/root/bad-calendar.toml", 'schedule = "Caturday *-*-* 03:00"\n')
+    r = m.run("autoupdated", "config", "check", "/root/bad-calendar.toml", check=False)
+    assert r.returncode == 78 and "Failed to parse calendar specification" in r.stderr, r.stderr

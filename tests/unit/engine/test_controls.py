@@ -164,3 +164,20 @@ def test_a_failing_tag_listing_is_a_warning_and_the_update_goes_on():
     result = asyncio.run(engine.run(engine.Options(controls=ControlsConfig(), **FAST), adapters=a))
     assert statuses(result) == {"c1": "true"}
     assert any("listing the tags of quay.io/org/a (track_tags): too many requests" in w for w in result.warnings)
+
+
+def test_a_held_restart_writes_no_history_record_and_the_later_restart_does(tmp_path):
+    from autoupdated.adapters.history import History
+
+    history = History(tmp_path / "history.db")
+    closed = {"io.autoupdated.restart_window": "Sat 00:00..00:01 UTC"}
+    podman, comparer, puller, restarter = world(container(1, IMG_A, labels=closed))
+    a = adapters(podman, comparer, puller, restarter)
+    a.history = history
+    result = asyncio.run(engine.run(engine.Options(controls=ControlsConfig(), **FAST), adapters=a))
+    assert statuses(result) == {"c1": "pending"} and history.rows() == []
+    a = adapters(podman, comparer, puller, restarter)
+    a.history = history
+    opts = engine.Options(controls=ControlsConfig(), ignore_windows=True, **FAST)
+    result = asyncio.run(engine.run(opts, adapters=a))
+    assert statuses(result) == {"c1": "true"} and [r.result for r in history.rows()] == ["true"]
