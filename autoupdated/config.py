@@ -462,6 +462,7 @@ def controls_config(settings: Any) -> ControlsConfig:
         sections=tuple(sections),
         hooks=hooks,
         tag_check_interval=settings.tag_check_interval,
+        image_age_from=settings.image_age_from,
     )
 
 
@@ -535,6 +536,7 @@ class Settings(BaseSettings):
     on_rollback: str | None = None
     track_tags: Track = ""
     tag_check_interval: Annotated[Seconds, Field(ge=60), _at_most(MAX_INTERVAL, "366 days")] = 86400.0
+    image_age_from: Literal["first_seen", "created"] = "first_seen"
     hooks: dict[str, HookSpec] = Field(default_factory=dict)
     container: list[ControlSection] = Field(default_factory=list)
     unit: list[ControlSection] = Field(default_factory=list)

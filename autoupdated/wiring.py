@@ -64,6 +64,7 @@ def real_adapters(options: Options, history: History | None = None) -> Adapters:
         hooks=HookRunner(),
         control_store=store,
         tags=client,
+        image_age=client,
         closers=closers,
     )
 

@@ -48,6 +48,7 @@ def decide(
     first_seen: float | None = None,
     approved_digest: str | None = None,
     ignore_windows: bool = False,
+    age_from: str = "first seen",
 ) -> Decision:
     """`first_seen`: when this digest was first seen (epoch seconds; None without a record);
     `approved_digest`: the digest `autoupdated approve` allowed for this container, if any."""
@@ -63,7 +64,7 @@ def decide(
                 False,
                 False,
                 "cooldown",
-                f"new image {new_digest} first seen {_when(datetime.fromtimestamp(seen, UTC))}; "
+                f"new image {new_digest} {age_from} {_when(datetime.fromtimestamp(seen, UTC))}; "
                 f"min_image_age {controls.min_image_age:g} s: eligible at {_when(eligible)}",
                 eligible,
             )

@@ -69,6 +69,7 @@ class ControlsConfig:
     sections: tuple[Section, ...] = ()
     hooks: dict[str, Hook] = field(default_factory=dict)
     tag_check_interval: float = 86400.0  # list a repository's tags at most this often
+    image_age_from: str = "first_seen"  # min_image_age counts from: "first_seen" | "created"
 
 
 @dataclass(frozen=True, slots=True)

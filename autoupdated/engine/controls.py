@@ -25,9 +25,9 @@ from autoupdated.controls.resolve import resolve
 from autoupdated.controls.tags import announcement, due, newer_tags
 from autoupdated.engine.ledger import Notes
 from autoupdated.engine.options import Options
-from autoupdated.engine.ports import ControlStorePort, HooksPort, TagListerPort
+from autoupdated.engine.ports import ControlStorePort, HooksPort, ImageAgePort, TagListerPort
 from autoupdated.engine.task import Task
-from autoupdated.model import Status
+from autoupdated.model import Platform, Policy, Status
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -42,9 +42,11 @@ class ControlsStep:
         hooks: HooksPort | None,
         notes: Notes,
         tags: TagListerPort | None = None,
+        ages: ImageAgePort | None = None,
     ) -> None:
         self.options = options
         self.tags = tags
+        self.ages = ages
         self.store = store
         self.hooks = hooks
         self.notes = notes
@@ -52,7 +54,9 @@ class ControlsStep:
 
     # -- decide ---------------------------------------------------------------------------
 
-    def decide(self, units: dict[str, list[Task]], now: datetime | None = None) -> None:
+    async def decide(
+        self, units: dict[str, list[Task]], now: datetime | None = None, platform: Platform | None = None
+    ) -> None:
         moment = now or datetime.now(UTC)
         for unit, tasks in sorted(units.items()):
             for task in tasks:
@@ -62,7 +66,7 @@ class ControlsStep:
                     controls = resolve(self.options.controls, task.container.name, unit, task.container.labels)
                     self.of[task.container.id] = controls
                     if task.prepared:
-                        self._apply(task, controls, self._decide(task, controls, moment))
+                        self._apply(task, controls, await self._decide(task, controls, moment, platform))
                 except ControlError as err:
                     self.notes.error(task.fail(f'auto-updating container "{task.container.id}": {err}'))
             held = [task for task in tasks if task.prepared and task.hold]
@@ -71,9 +75,10 @@ class ControlsStep:
                     if task.prepared and not task.hold:
                         task.hold = f"another container of unit {unit} waits: {held[0].hold}"
 
-    def _decide(self, task: Task, controls: Controls, now: datetime) -> Decision:
+    async def _decide(self, task: Task, controls: Controls, now: datetime, platform: Platform | None) -> Decision:
         first_seen = approved = None
-        needs_store = controls.min_image_age > 0 or controls.mode is Mode.APPROVE
+        created = await self._created(task, controls, platform)
+        needs_store = (controls.min_image_age > 0 and created is None) or controls.mode is Mode.APPROVE
         if needs_store:
             if self.store is None:
                 raise ControlError(
@@ -81,7 +86,7 @@ class ControlsStep:
                     "history database, and this run has none; run the daemon with history = true, or "
                     "give `check` --history-db"
                 )
-            if controls.min_image_age > 0:
+            if controls.min_image_age > 0 and created is None:
                 first_seen = self.store.first_seen(task.raw_image, task.new_digest, now.timestamp())
             approved = self.store.approved(task.container.name)
         return decide(
@@ -89,10 +94,31 @@ class ControlsStep:
             container=task.container.name,
             new_digest=task.new_digest,
             now=now,
-            first_seen=first_seen,
+            first_seen=created if created is not None else first_seen,
             approved_digest=approved,
             ignore_windows=self.options.ignore_windows,
+            age_from="first seen" if created is None else "created",
         )
+
+    async def _created(self, task: Task, controls: Controls, platform: Platform | None) -> float | None:
+        """With image_age_from = "created": the new image's own `created` time; None (the first-seen
+        time is used) when it is not wanted or cannot be had, with a warning for the latter."""
+        wanted = controls.min_image_age > 0 and self.options.controls.image_age_from == "created"
+        if not wanted or task.policy is not Policy.REGISTRY or task.reference is None or self.ages is None:
+            return None
+        try:
+            created = await self.ages.image_created(
+                task.reference, task.new_digest, task.credentials, platform or Platform()
+            )
+        except Exception as err:
+            self.notes.warn(f"container {task.container.name}: reading the created time of {task.new_digest}: {err}")
+            return None
+        if created is None:
+            self.notes.warn(
+                f"container {task.container.name}: the image config of {task.new_digest} has no created time; "
+                "min_image_age counts from when it was first seen"
+            )
+        return created
 
     def _apply(self, task: Task, controls: Controls, decision: Decision) -> None:
         if not decision.held:

@@ -115,6 +115,14 @@ class ControlStorePort(Protocol):
     def new_tags(self, container: str, image: str, newer: list[str]) -> None: ...
 
 
+class ImageAgePort(Protocol):
+    """The image config's `created` time of a remote manifest (min_image_age with image_age_from = "created")."""
+
+    async def image_created(
+        self, ref: Reference, digest: str, credentials: Credentials | None, platform: Platform
+    ) -> float | None: ...
+
+
 class TagListerPort(Protocol):
     """A repository's tags (GET /v2/<name>/tags/list, every page): the registry client."""
 
@@ -137,6 +145,7 @@ class Adapters:
     hooks: HooksPort | None = None
     control_store: ControlStorePort | None = None
     tags: TagListerPort | None = None
+    image_age: ImageAgePort | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:

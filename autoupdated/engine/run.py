@@ -66,7 +66,9 @@ class Engine:
         self.ledger = Ledger(adapters.history, self.notes)
         self.updater = UnitUpdater(options, adapters.podman, adapters.restarter, self.notes, self.ledger, self.stop)
         self.units: dict[str, list[Task]] = {}
-        self.controls = ControlsStep(options, adapters.control_store, adapters.hooks, self.notes, adapters.tags)
+        self.controls = ControlsStep(
+            options, adapters.control_store, adapters.hooks, self.notes, adapters.tags, adapters.image_age
+        )
 
     @property
     def result(self) -> RunResult:
@@ -86,7 +88,7 @@ class Engine:
             if not self.options.dry_run:
                 await self.connect_bus()
             await self.check(tasks)
-            self.controls.decide(self.units)
+            await self.controls.decide(self.units, platform=self.options.platform or host_platform())
             await self.controls.discover_tags(self.units)
             if self.options.dry_run:
                 for task in tasks:

@@ -275,3 +275,15 @@ def test_a_calendar_schedule_fires_when_the_machines_systemd_says(daemon: Daemon
     m.write("/root/bad-calendar.toml", 'schedule = "Caturday *-*-* 03:00"\n')
     r = m.run("autoupdated", "config", "check", "/root/bad-calendar.toml", check=False)
     assert r.returncode == 78 and "Failed to parse calendar specification" in r.stderr, r.stderr
+
+
+def test_cooldown_from_the_images_created_time_reads_the_real_image_config(env: Env, machine_services: Machine) -> None:
+    m = machine_services
+    ref, unit, old = service(env, "ctl-created", "io.autoupdated.min_image_age=1h")
+    env.registry.mark()
+    code, out, err = check(env, 'image_age_from = "created"\n')
+    assert code == 0, err
+    assert f"{unit},{ref},pending,registry" in out
+    assert "created " in err and "eligible at" in err, err
+    assert any("/blobs/sha256:" in r.path and r.method == "GET" for r in env.registry.requests()), "config not read"
+    assert tag_target(m, ref) == old

@@ -24,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import httpx
 
@@ -39,7 +41,7 @@ from autoupdated.adapters.registry.transport import Response, Transport
 from autoupdated.controls.tags import next_page
 from autoupdated.errors import RegistryError, RegistryLies, RegistryProtocolError, TooManyRequests
 from autoupdated.manifest import ManifestBody, ManifestHead
-from autoupdated.model import Credentials
+from autoupdated.model import Credentials, Platform
 from autoupdated.reference import Reference
 from autoupdated.secrets import Secrets, clip
 
@@ -160,6 +162,39 @@ class RegistryClient:
             return await self._tags(ref, credentials)
         except RegistryError as err:
             raise self._scrubbed(err) from None
+
+    async def image_created(
+        self, ref: Reference, digest: str, credentials: Credentials | None, platform: Platform
+    ) -> float | None:
+        """The `created` time (epoch seconds) in the image config of manifest `digest` (the
+        platform's instance when it is an index); None when the config has none."""
+        try:
+            return await self._created(ref, digest, credentials, platform)
+        except RegistryError as err:
+            raise self._scrubbed(err) from None
+
+    async def _created(
+        self, ref: Reference, digest: str, credentials: Credentials | None, platform: Platform
+    ) -> float | None:
+        body = await self._get(ref, digest, credentials, None)
+        try:
+            parsed = mf.parse(body.body, body.media_type)
+            if isinstance(parsed, mf.Index):
+                instance = mf.choose_instance(parsed, platform)
+                body = await self._get(ref, instance.digest, credentials, None)
+                parsed = mf.parse(body.body, body.media_type)
+        except mf.ManifestError as err:
+            raise RegistryProtocolError(f"manifest {digest} in {ref.name}: {err}") from None
+        assert isinstance(parsed, mf.ImageManifest)
+        config = parsed.config_digest
+        if config is None:
+            return None
+        what = f"image config {config} of {ref.name}"
+        path = f"/v2/{ref.repository}/blobs/{config}"
+        response = await self._request("GET", ref, "", credentials, what, other_path=path)
+        if mf.compute_digest(response.body) != config:
+            raise RegistryLies(f"registry lies: {ref.api_host} served other content for {what}")
+        return _created_time(response.body)
 
     async def _tags(self, ref: Reference, credentials: Credentials | None) -> list[str]:
         what = f"the tags of {ref.name}"
@@ -313,6 +348,23 @@ class RegistryClient:
                     state.mark_probed()
             await state.probing.wait()
         return await self._auth.send(ask)
+
+
+_CREATED = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def _created_time(body: bytes) -> float | None:
+    """An image config's RFC 3339 `created` (Go writes nanoseconds) as epoch seconds."""
+    try:
+        created = json.loads(body).get("created")
+    except (ValueError, AttributeError):
+        return None
+    match = _CREATED.match(created) if isinstance(created, str) else None
+    if match is None:
+        return None
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    fraction = f".{match[2][:6]}" if match[2] else ""
+    return datetime.fromisoformat(f"{match[1]}{fraction}{zone}").timestamp()
 
 
 def _what(ref: Reference, reference: str) -> str:

@@ -181,3 +181,30 @@ def test_a_held_restart_writes_no_history_record_and_the_later_restart_does(tmp_
     opts = engine.Options(controls=ControlsConfig(), ignore_windows=True, **FAST)
     result = asyncio.run(engine.run(opts, adapters=a))
     assert statuses(result) == {"c1": "true"} and [r.result for r in history.rows()] == ["true"]
+
+
+@dataclasses.dataclass
+class FakeAges:
+    created: float | None
+    asked: list[str] = dataclasses.field(default_factory=list)
+
+    async def image_created(self, ref, digest, credentials, platform):
+        self.asked.append(digest)
+        return self.created
+
+
+def test_cooldown_can_count_from_the_images_created_time():
+    import time
+
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    a = adapters(podman, comparer, puller, restarter)
+    a.image_age = ages = FakeAges(created=time.time() - 7200)
+    config = ControlsConfig(Layer(min_image_age=3600), image_age_from="created")
+    result = asyncio.run(engine.run(engine.Options(controls=config, **FAST), adapters=a))
+    assert statuses(result) == {"c1": "true"} and ages.asked == ["sha256:new"], "two hours old: no history needed"
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    a = adapters(podman, comparer, puller, restarter)
+    a.image_age = FakeAges(created=time.time() - 60)
+    result = asyncio.run(engine.run(engine.Options(controls=config, **FAST), adapters=a))
+    assert statuses(result) == {"c1": "pending"} and puller.pulled == []
+    assert any("new image sha256:new created " in w and "eligible at" in w for w in result.warnings)

@@ -86,3 +86,11 @@ async def test_an_unknown_repository_says_so(fake_and_client) -> None:
     _, client = fake_and_client
     with pytest.raises(RegistryError, match=r"has no tag list for registry\.test/team/other"):
         await client.list_tags(parse("registry.test/team/other:1"), Credentials("user", "fake-Pa55word-secret"))
+
+
+def test_created_times_as_go_writes_them() -> None:
+    from autoupdated.adapters.registry.client import _created_time
+
+    assert _created_time(b'{"created": "2026-12-01T12:00:00.123456789Z"}') == 1796126400.123456
+    assert _created_time(b'{"created": "2026-12-01T13:00:00+01:00"}') == 1796126400.0
+    assert _created_time(b"{}") is None and _created_time(b"junk") is None
