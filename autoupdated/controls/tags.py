@@ -20,7 +20,7 @@ def check_track(text: str) -> str:
     try:
         re.compile(text)
     except re.error as err:
-        raise ValueError(f"{text!r} is neither \"semver\" nor a valid regular expression ({err})") from None
+        raise ValueError(f'{text!r} is neither "semver" nor a valid regular expression ({err})') from None
     return text
 
 
@@ -75,6 +75,3 @@ def announcement(container: str, current: str, newer: list[str]) -> str:
         + (f" (newer: {', '.join(newer[:5])})" if len(newer) > 1 else "")
         + "; the unit's image is not changed (track_tags)"
     )
-
-
-
