@@ -24,9 +24,15 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
+
+from autoupdated.calendar import CalendarError, elapses
+from autoupdated.controls.model import ControlsConfig, Hook, Layer, Mode, Section
+from autoupdated.controls.resolve import HOOK_KEYS
+from autoupdated.controls.tags import check_track
+from autoupdated.controls.windows import WindowError, parse_windows
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
@@ -179,13 +185,23 @@ def _weekday_number(text: str, field: str) -> int:
     raise ValueError(f"bad day of week {text!r} in {field!r} (use 0-7 or sun..sat)")
 
 
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*,/-]+$")
+
+
+def _looks_like_cron(text: str) -> bool:
+    """Crontab fields use none of systemd calendar syntax's ':' (times), '..' (ranges) or '~'."""
+    return all(_CRON_FIELD.match(field) for field in text.split())
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """When scheduled runs happen: a crontab expression or a fixed interval."""
+    """When scheduled runs happen: a crontab expression, a fixed interval, or a systemd calendar
+    expression (evaluated by systemd-analyze, autoupdated/calendar.py)."""
 
     text: str
     cron: str | None = None
     interval: float | None = None
+    calendar: str | None = None  # systemd's normalized form
 
     @classmethod
     def parse(cls, text: str) -> Schedule:
@@ -198,6 +214,8 @@ class Schedule:
             try:
                 seconds = parse_duration(lowered.removeprefix("every "))
             except ValueError:
+                if not lowered.startswith("every ") and not lowered.replace(".", "").isdigit():
+                    return cls._calendar(stripped)  # "03:00", "2027-01-01": calendar expressions
                 raise ValueError(f'{text!r} is not an interval (write e.g. "every 6h" or "30m")') from None
             if seconds < 1:
                 raise ValueError(f"interval {text!r} is shorter than one second")
@@ -207,6 +225,8 @@ class Schedule:
                     'expression, e.g. "0 3 1 1 *" (yearly)'
                 )
             return cls(stripped, interval=seconds)
+        if not _looks_like_cron(stripped):
+            return cls._calendar(stripped)
         schedule = cls(stripped, cron=stripped)
         try:
             trigger = schedule.trigger()
@@ -214,11 +234,22 @@ class Schedule:
             raise ValueError(
                 f"{text!r} is not a valid schedule: {err}; use a crontab expression "
                 '("minute hour day month weekday", e.g. "0 3 * * *"), a shorthand '
-                '("daily", "hourly", "weekly") or an interval ("every 6h")'
+                '("daily", "hourly", "weekly"), an interval ("every 6h") or a systemd calendar '
+                'expression ("Mon..Fri *-*-* 03:00")'
             ) from None
         if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
             raise ValueError(f"{text!r} never fires (a day that no month has?); fix the day and month fields")
         return schedule
+
+    @classmethod
+    def _calendar(cls, text: str) -> Schedule:
+        try:
+            found = elapses(text, iterations=1)
+        except CalendarError as err:
+            raise ValueError(str(err)) from None
+        if not found.times:
+            raise ValueError(f"{text!r} never elapses again (systemd-analyze calendar finds no next time)")
+        return cls(text, calendar=found.normalized)
 
     def trigger(self, *, jitter: float = 0.0, timezone: tzinfo | None = None) -> BaseTrigger:
         """The APScheduler trigger; `jitter` adds 0..N s to each run like RandomizedDelaySec."""
@@ -227,6 +258,10 @@ class Schedule:
         from apscheduler.triggers.interval import IntervalTrigger
 
         jitter_arg = int(jitter) if jitter >= 1 else None
+        if self.calendar is not None:
+            from autoupdated.calendar_trigger import CalendarTrigger  # systemd's own times, in the host's zone
+
+            return CalendarTrigger(self.calendar, jitter=jitter_arg)
         if self.interval is not None:
             return IntervalTrigger(seconds=self.interval, jitter=jitter_arg, timezone=timezone)
         assert self.cron is not None
@@ -356,6 +391,102 @@ OptionalPath = Annotated[str | None, BeforeValidator(_empty_is_none), AfterValid
 SocketPath = Annotated[OptionalPath, AfterValidator(_socket_path)]
 
 
+# ---------------------------------------------------------------------------------------------
+# Operator controls (autoupdated/controls/, docs/controls.md)
+
+
+def _window_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+def _check_windows(value: list[str]) -> list[str]:
+    try:
+        parse_windows(value)
+    except WindowError as err:
+        raise ValueError(str(err)) from None
+    return value
+
+
+Windows = Annotated[list[str], NoDecode, BeforeValidator(_window_list), AfterValidator(_check_windows)]
+Age = Annotated[Seconds, Field(ge=0), _at_most(MAX_INTERVAL, "366 days")]
+
+
+def _check_track(value: str) -> str:
+    return check_track(value) if value.strip() else ""
+
+
+Track = Annotated[str, AfterValidator(_check_track)]
+
+
+class HookSpec(BaseModel):
+    """`[hooks.NAME]`: a command (no shell) and its timeout."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    command: Annotated[list[str], Field(min_length=1)]
+    timeout: Annotated[Timeout, Field(gt=0)] = 60.0
+
+
+class ControlSection(BaseModel):
+    """`[[container]]` / `[[unit]]`: controls for the containers (units) whose name matches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    match: Annotated[str, Field(min_length=1)]
+    mode: Literal["auto", "notify", "approve"] | None = None
+    restart_window: Windows | None = None
+    min_image_age: Age | None = None
+    pre_update: str | None = None
+    post_update: str | None = None
+    on_rollback: str | None = None
+    track_tags: Track | None = None
+
+
+def _layer(values: Any) -> Layer:
+    windows = values.restart_window
+    return Layer(
+        mode=Mode(values.mode) if values.mode is not None else None,
+        restart_window=parse_windows(windows) if windows is not None else None,
+        min_image_age=values.min_image_age,
+        pre_update=values.pre_update,
+        post_update=values.post_update,
+        on_rollback=values.on_rollback,
+        track_tags=values.track_tags,
+    )
+
+
+def controls_config(settings: Any) -> ControlsConfig:
+    sections = [Section("unit", s.match, _layer(s)) for s in settings.unit]
+    sections += [Section("container", s.match, _layer(s)) for s in settings.container]
+    hooks = {name: Hook(name, tuple(spec.command), spec.timeout) for name, spec in settings.hooks.items()}
+    return ControlsConfig(
+        defaults=_layer(settings),
+        sections=tuple(sections),
+        hooks=hooks,
+        tag_check_interval=settings.tag_check_interval,
+        image_age_from=settings.image_age_from,
+    )
+
+
+def hook_name_errors(settings: Any) -> list[tuple[str, str]]:
+    """Every hook a key names must be a [hooks.NAME] table of the file: (top-level key, problem)."""
+    places: list[tuple[str, Any]] = [("", settings)]
+    places += [(f"unit[{i}].", s) for i, s in enumerate(settings.unit)]
+    places += [(f"container[{i}].", s) for i, s in enumerate(settings.container)]
+    defined = ", ".join(sorted(settings.hooks)) or "none"
+    problems = []
+    for prefix, values in places:
+        for key in HOOK_KEYS:
+            name = getattr(values, key)
+            if name and name not in settings.hooks:
+                problems.append(
+                    (
+                        prefix.partition("[")[0] or key,
+                        f"key {prefix + key!r}: names hook {name!r}, which is not defined (defined: {defined}); "
+                        f'add [hooks.{name}] with command = ["..."]',
+                    )
+                )
+    return problems
+
+
 class Settings(BaseSettings):
     """Every configuration key, its type and its default (config/autoupdated.toml documents them)."""
 
@@ -395,6 +526,20 @@ class Settings(BaseSettings):
     history: bool = True
     history_db: OptionalPath = None
     control_socket: SocketPath = None
+    # Operator controls (docs/controls.md): defaults for every container; [[container]] and
+    # [[unit]] sections override them, io.autoupdated.* labels override those
+    mode: Literal["auto", "notify", "approve"] = "auto"
+    restart_window: Windows = Field(default_factory=list)
+    min_image_age: Age = 0.0
+    pre_update: str | None = None
+    post_update: str | None = None
+    on_rollback: str | None = None
+    track_tags: Track = ""
+    tag_check_interval: Annotated[Seconds, Field(ge=60), _at_most(MAX_INTERVAL, "366 days")] = 86400.0
+    image_age_from: Literal["first_seen", "created"] = "first_seen"
+    hooks: dict[str, HookSpec] = Field(default_factory=dict)
+    container: list[ControlSection] = Field(default_factory=list)
+    unit: list[ControlSection] = Field(default_factory=list)
     # How much it says
     log_level: Literal["debug", "info", "notice", "warning", "error"] = "info"
 
@@ -404,6 +549,10 @@ class Settings(BaseSettings):
     ) -> tuple[Any, ...]:
         # The file's values arrive as init arguments; the environment wins over them.
         return (env_settings, init_settings)
+
+    @property
+    def controls_config(self) -> ControlsConfig:
+        return controls_config(self)
 
     @property
     def parsed_schedule(self) -> Schedule:
@@ -696,6 +845,9 @@ def load(path: str | os.PathLike[str] | None = None, *, required: bool = False) 
     for key in KEYS:
         sources[key] = "env" if key in env else "file" if key in data else "default"
     _check_trigger(settings, sources, config_path)
+    hook_problems = hook_name_errors(settings)
+    if hook_problems:
+        raise ConfigError("\n".join(f"{_where(key, sources[key], config_path)}: {text}" for key, text in hook_problems))
     warnings = unknown_env_warnings(os.environ)
     if not rootless():
         warnings += unit_path_warnings(settings, sources, config_path)

@@ -11,12 +11,15 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from autoupdated.adapters.controlstore import ControlStore
 from autoupdated.adapters.history import History
+from autoupdated.adapters.hooks import HookRunner
 from autoupdated.adapters.journal import Journal
 from autoupdated.adapters.podman import Podman, default_url
 from autoupdated.adapters.registry.authfile import load_credentials
 from autoupdated.adapters.registry.client import RegistryClient
 from autoupdated.adapters.systemd.bus import SystemdBus
+from autoupdated.controls.model import Waiting
 from autoupdated.engine.failed import FailedUnits
 from autoupdated.engine.options import Options
 from autoupdated.engine.ports import Adapters
@@ -43,8 +46,11 @@ def real_adapters(options: Options, history: History | None = None) -> Adapters:
     failed_units = None
     if options.update_failed_units:
         failed_units = FailedUnits(podman, history, bus)
+    store = None
     if history is not None:
         closers.append(history.aclose)
+        store = _control_store(history.path)
+        closers.append(store.aclose)
     return Adapters(
         podman=podman,
         comparer=DigestComparer(client),
@@ -55,8 +61,19 @@ def real_adapters(options: Options, history: History | None = None) -> Adapters:
         history=history,
         failed_units=failed_units,
         units=bus,
+        hooks=HookRunner(),
+        control_store=store,
+        tags=client,
+        image_age=client,
         closers=closers,
     )
+
+
+def _control_store(path: Path) -> ControlStore:
+    try:
+        return ControlStore(path)
+    except HistoryError as err:
+        raise RunError(f"{err}; no update is made without its record") from None
 
 
 def _history(path: str | Path, action: str = "update") -> History:
@@ -109,3 +126,34 @@ def podman_url(url: str | None) -> str:
 def prune_dangling_images(url: str) -> PruneReport:
     """`podman image prune -f` (dangling images only); blocking (the daemon runs it in a thread)."""
     return asyncio.run(Podman(url).prune_images())
+
+
+def held_updates(path: Path | None) -> list[Waiting]:
+    """What the operator controls hold (status, approvals); nothing without a history."""
+    if path is None or not path.exists():
+        return []
+    store = ControlStore(path)
+    try:
+        return store.held()
+    finally:
+        store.close()
+
+
+def new_tags(path: Path | None) -> list[dict[str, object]]:
+    """Newer tags found for containers that track them (track_tags)."""
+    if path is None or not path.exists():
+        return []
+    store = ControlStore(path)
+    try:
+        return store.newer_tags()
+    finally:
+        store.close()
+
+
+def record_approval(path: Path, entries: tuple[Waiting, ...]) -> None:
+    store = ControlStore(path)
+    try:
+        for entry in entries:
+            store.approve(entry.container, entry.digest)
+    finally:
+        store.close()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from autoupdated import engine
+from autoupdated.controls.model import Hook, HookResult, Waiting
 from autoupdated.model import CheckResult, ContainerInfo, ContainerState, Credentials, ImageInfo, Platform
 from autoupdated.reference import Reference
 
@@ -216,3 +217,64 @@ def adapters(
 
 def image(image_id: str, digest: str) -> ImageInfo:
     return ImageInfo(id=image_id, digest=digest, repo_digests=(f"x@{digest}",))
+
+
+@dataclass
+class FakeHooks:
+    """Hook runs by name: each returns `results[name]` (exit 0 by default); `runs` records (name, env)."""
+
+    results: dict[str, HookResult] = field(default_factory=dict)
+    runs: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    order: list[str] | None = None  # shared with other fakes to prove ordering
+
+    async def run(self, hook: Hook, env: dict[str, str]) -> HookResult:
+        self.runs.append((hook.name, env))
+        if self.order is not None:
+            self.order.append(f"hook:{hook.name}")
+        return self.results.get(hook.name, HookResult(0, f"{hook.name} ok\n"))
+
+
+@dataclass
+class FakeControlStore:
+    seen: dict[tuple[str, str], float] = field(default_factory=dict)
+    approvals: dict[str, str] = field(default_factory=dict)
+    held: dict[str, Waiting] = field(default_factory=dict)
+    tag_lists: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
+    news: dict[str, list[str]] = field(default_factory=dict)
+
+    def first_seen(self, reference: str, digest: str, now: float) -> float:
+        return self.seen.setdefault((reference, digest), now)
+
+    def approved(self, container: str) -> str | None:
+        return self.approvals.get(container)
+
+    def waiting(self, entry: Waiting) -> None:
+        self.held[entry.container] = entry
+
+    def done(self, container: str) -> None:
+        self.held.pop(container, None)
+        self.approvals.pop(container, None)
+
+    def tags_listed(self, repository: str) -> tuple[float, list[str]] | None:
+        return self.tag_lists.get(repository)
+
+    def remember_tags(self, repository: str, tags: list[str], now: float) -> None:
+        self.tag_lists[repository] = (now, list(tags))
+
+    def new_tags(self, container: str, image: str, newer: list[str]) -> None:
+        self.news[container] = list(newer)
+
+
+@dataclass
+class FakeTags:
+    """A registry's tag lists by repository name; `asked` counts the listings."""
+
+    tags: dict[str, list[str]] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+    error: Exception | None = None
+
+    async def list_tags(self, ref: Reference, credentials: Credentials | None) -> list[str]:
+        self.asked.append(ref.name)
+        if self.error is not None:
+            raise self.error
+        return self.tags.get(ref.name, [])

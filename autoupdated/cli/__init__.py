@@ -13,6 +13,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autoupdated.controls.model import ControlsConfig
 
 EXIT_ERROR = 125  # podman's exit status when anything failed
 
@@ -102,6 +106,14 @@ def add_check(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     check.add_argument(
         "--history-db", metavar="PATH", help="record the updates in this history database (default: none)"
     )
+    check.add_argument(
+        "--ignore-windows", action="store_true", help="restart now even outside the configured restart windows"
+    )
+    check.add_argument(
+        "--config",
+        metavar="PATH",
+        help="operator controls from this file (default: /etc/autoupdated.toml if it exists)",
+    )
     check.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     check.set_defaults(func=cmd_check)
 
@@ -124,6 +136,23 @@ def wake_podman_service(url: str | None) -> None:
         pass
 
 
+def _controls(path: str | None) -> ControlsConfig | str:
+    """The operator controls of the config file (docs/controls.md), or the config's error text."""
+    from pathlib import Path
+
+    from autoupdated.controls.model import ControlsConfig
+
+    file = Path(path) if path else Path(os.environ.get("AUTOUPDATED_CONFIG") or "/etc/autoupdated.toml")
+    if not path and not file.exists():
+        return ControlsConfig()
+    from autoupdated import config
+
+    try:
+        return config.load(file, required=True).settings.controls_config
+    except config.ConfigError as err:
+        return str(err)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     if args.extra:
         print("Error: `autoupdated check` takes no arguments", file=sys.stderr)
@@ -142,7 +171,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     from autoupdated.errors import RunError
     from autoupdated.report import FormatError, render, row
 
+    controls = _controls(args.config)
+    if isinstance(controls, str):
+        print(f"Error: {controls}", file=sys.stderr)
+        return EXIT_ERROR
     options = Options(
+        controls=controls,
+        ignore_windows=args.ignore_windows,
         dry_run=args.dry_run,
         rollback=args.rollback,
         authfile=authfile,
@@ -169,8 +204,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if result.entries:
         try:
             rows = [
-                row(e.unit, e.container_id, e.container_name, e.image, e.policy, str(e.updated))
-                for e in result.entries
+                row(e.unit, e.container_id, e.container_name, e.image, e.policy, str(e.updated)) for e in result.entries
             ]
             sys.stdout.write(render(rows, args.format))
             sys.stdout.flush()

@@ -48,6 +48,18 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     status.add_argument("--format", choices=("table", "json"), default="table")
     status.set_defaults(func=cmd_status)
 
+    approve = subparsers.add_parser(
+        "approve",
+        help="let an update that waits for approval (mode approve) restart its unit now",
+        description="Approve the update a container (or every container of a unit) waits for; the daemon "
+        "restarts it through the normal restart, health gate and rollback.  With --digest, the approval "
+        "is refused if the waiting image has moved since.",
+    )
+    approve.add_argument("target", metavar="CONTAINER|UNIT")
+    approve.add_argument("--digest", help="the digest you approve (as `autoupdated status` shows it)")
+    approve.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH", help=config_help)
+    approve.set_defaults(func=cmd_approve)
+
     config = subparsers.add_parser("config", help="check or show the configuration")
 
     def config_usage(args: argparse.Namespace) -> int:
@@ -167,6 +179,46 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     return 0 if result.get("ok") else EXIT_RUN_FAILED
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from autoupdated import config
+    from autoupdated.adapters import control
+
+    path = config.control_socket(_settings(args))
+    message = {"command": "approve", "target": args.target, "digest": args.digest or ""}
+    try:
+        reply = control.request(path, message, timeout=None)
+    except control.ControlError as err:
+        print(f"autoupdated: {err}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    if not reply.get("ok"):
+        print(f"autoupdated: approval refused: {reply.get('error')}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    entries = [e for e in _items(reply.get("entries")) if isinstance(e, dict)]
+    for entry in entries:
+        line = f"{entry.get('container_name')}: {entry.get('updated')} (run {reply.get('run')})"
+        if entry.get("error"):
+            line += f": {entry['error']}"
+        print(line)
+    return 0 if entries and all(e.get("updated") == "true" for e in entries) else EXIT_RUN_FAILED
+
+
+def format_held(held: object) -> list[str]:
+    """What the operator controls hold, with the command to approve where one is needed."""
+    lines = []
+    for item in _items(held):
+        if not isinstance(item, dict):
+            continue
+        if item.get("error"):
+            lines.append(f"  error: {item['error']}")
+            continue
+        lines.append(
+            f"  {item.get('container')} ({item.get('unit')}): waits for {item.get('waits_for')}: {item.get('reason')}"
+        )
+        if item.get("approve"):
+            lines.append(f"    approve: {item['approve']}")
+    return lines
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from autoupdated import config
     from autoupdated.adapters import control
@@ -269,6 +321,15 @@ def format_status(status: dict[str, Any]) -> str:
         if status.get("queued_run"):
             lines.append(f"Queued:   run {status['queued_run']}, after the run in progress")
         lines.append(f"Next run: {_when(status.get('next_run'))}")
+        for item in _items(status.get("new_tags")):
+            if isinstance(item, dict) and isinstance(item.get("newer"), list) and item["newer"]:
+                lines.append(f"New tag:  {item.get('container')} ({item.get('image')}): {item['newer'][0]} available")
+        held = format_held(status.get("held"))
+        if held:
+            lines.append(
+                "Waiting:" + (f" (wake-up {_when(status.get('held_wakeup'))})" if status.get("held_wakeup") else "")
+            )
+            lines.extend(held)
     else:
         lines.append(f"Daemon:   not running ({status.get('daemon_error')})")
     last = status.get("last_run")

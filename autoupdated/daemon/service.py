@@ -26,6 +26,7 @@ from autoupdated.adapters.control import ControlError, ControlServer
 from autoupdated.adapters.notify import Notifier
 from autoupdated.adapters.state import StateDir
 from autoupdated.daemon import runs as runs_mod
+from autoupdated.daemon.held import Held
 from autoupdated.daemon.logs import DaemonLog, setup_logging
 from autoupdated.daemon.runs import OptionsFactory, Pruner, RunFunc, Runs
 from autoupdated.daemon.schedule import Schedule
@@ -87,6 +88,7 @@ class Daemon:
         self._watchdog: asyncio.TimerHandle | None = None
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self.held = Held(lambda: config_mod.history_path(self.settings), self.request_run, self.wait_for_run, self.log)
 
     @property
     def settings(self) -> config_mod.Settings:
@@ -166,6 +168,7 @@ class Daemon:
                     loop.remove_signal_handler(sig)
             if self._watchdog is not None:
                 self._watchdog.cancel()
+            self.held.cancel()
             self.notifier.close()
             self.journal.close()
 
@@ -201,6 +204,8 @@ class Daemon:
 
     def _status_changed(self) -> None:
         self.notifier.status(self.status_line())
+        if self.runs.current is None and not self._stopping.is_set():
+            self.held.rearm()  # a run finished: wake up when the first held update is due
 
     def _fire(self, reason: str) -> None:
         self.request_run(reason)
@@ -314,6 +319,9 @@ class Daemon:
             "next_run": iso(self.next_run_time()),
             "last_run": self.runs.last if self.runs.last is not None else self.state.read_last_run(),
             "status_line": self.status_line(),
+            "held": self.held.status(),
+            "held_wakeup": iso(self.held.wakeup),
+            "new_tags": self.held.new_tags(),
         }
 
     async def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +337,9 @@ class Daemon:
             if request.get("wait"):
                 reply["result"] = await self.wait_for_run(number)
             return reply
-        return {"ok": False, "error": f"unknown command {command!r} (known: status, trigger)"}
+        if command == "approve":
+            return await self.held.approve(request)
+        return {"ok": False, "error": f"unknown command {command!r} (known: status, trigger, approve)"}
 
 
 def main(config_path: str | None) -> int:

@@ -60,7 +60,7 @@ class Ledger:
         """Before any pull (a pull moves the tag): record every unit about to change, so a crash
         from here on is finished on the next start (engine/recovery.py)."""
         for unit, tasks in sorted(units.items()):
-            if any(task.prepared for task in tasks):
+            if any(task.prepared and not task.hold for task in tasks):  # held (engine/controls.py): no restart now
                 record = self.intent(unit, members(tasks))
                 if record is not None:
                     self._records[unit] = record

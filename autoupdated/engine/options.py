@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from autoupdated.controls.model import ControlsConfig
 from autoupdated.model import Platform
 
 if TYPE_CHECKING:  # pydantic is not loaded for `autoupdated check`
@@ -35,6 +36,8 @@ class Options:
     registry_timeout: float = 30.0
     history_path: str | None = None  # the history database (adapters/history.py); None: no history
     update_failed_units: bool = False  # also update units that failed or crash-loop (podman #28925)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)  # docs/controls.md
+    ignore_windows: bool = False  # `check --ignore-windows`
 
     @classmethod
     def from_settings(cls, settings: Settings, history_path: str | None) -> Options:
@@ -60,4 +63,5 @@ class Options:
             exclude_containers=tuple(settings.exclude_containers),
             include_units=tuple(settings.include_units),
             exclude_units=tuple(settings.exclude_units),
+            controls=settings.controls_config,
         )

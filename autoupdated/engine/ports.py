@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from autoupdated.controls.model import Hook, HookResult, Waiting
 from autoupdated.model import (
     CheckResult,
     ContainerInfo,
@@ -96,6 +97,38 @@ class FailedUnitsPort(Protocol):
     async def find(self, skip_units: set[str]) -> list[ContainerInfo]: ...
 
 
+class HooksPort(Protocol):
+    """Runs an operator's hook command (adapters/hooks.py): timeout, environment, output captured."""
+
+    async def run(self, hook: Hook, env: dict[str, str]) -> HookResult: ...
+
+
+class ControlStorePort(Protocol):
+    """What the controls remember between runs (adapters/controlstore.py, in the history database)."""
+
+    def first_seen(self, reference: str, digest: str, now: float) -> float: ...
+    def approved(self, container: str) -> str | None: ...
+    def waiting(self, entry: Waiting) -> None: ...
+    def done(self, container: str) -> None: ...
+    def tags_listed(self, repository: str) -> tuple[float, list[str]] | None: ...
+    def remember_tags(self, repository: str, tags: list[str], now: float) -> None: ...
+    def new_tags(self, container: str, image: str, newer: list[str]) -> None: ...
+
+
+class ImageAgePort(Protocol):
+    """The image config's `created` time of a remote manifest (min_image_age with image_age_from = "created")."""
+
+    async def image_created(
+        self, ref: Reference, digest: str, credentials: Credentials | None, platform: Platform
+    ) -> float | None: ...
+
+
+class TagListerPort(Protocol):
+    """A repository's tags (GET /v2/<name>/tags/list, every page): the registry client."""
+
+    async def list_tags(self, ref: Reference, credentials: Credentials | None) -> list[str]: ...
+
+
 @dataclass
 class Adapters:
     """The engine's view of the outside world; autoupdated/wiring.py builds the real ones."""
@@ -109,6 +142,10 @@ class Adapters:
     history: HistoryPort | None = None
     failed_units: FailedUnitsPort | None = None
     units: UnitsPort | None = None
+    hooks: HooksPort | None = None
+    control_store: ControlStorePort | None = None
+    tags: TagListerPort | None = None
+    image_age: ImageAgePort | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:

@@ -19,6 +19,7 @@ import platform as _platform
 import time
 from collections.abc import Iterable, Sequence
 
+from autoupdated.engine.controls import ControlsStep
 from autoupdated.engine.ledger import Ledger, Notes
 from autoupdated.engine.options import Options
 from autoupdated.engine.ports import Adapters
@@ -65,6 +66,9 @@ class Engine:
         self.ledger = Ledger(adapters.history, self.notes)
         self.updater = UnitUpdater(options, adapters.podman, adapters.restarter, self.notes, self.ledger, self.stop)
         self.units: dict[str, list[Task]] = {}
+        self.controls = ControlsStep(
+            options, adapters.control_store, adapters.hooks, self.notes, adapters.tags, adapters.image_age
+        )
 
     @property
     def result(self) -> RunResult:
@@ -84,6 +88,8 @@ class Engine:
             if not self.options.dry_run:
                 await self.connect_bus()
             await self.check(tasks)
+            await self.controls.decide(self.units, platform=self.options.platform or host_platform())
+            await self.controls.discover_tags(self.units)
             if self.options.dry_run:
                 for task in tasks:
                     if task.prepared:
@@ -238,8 +244,11 @@ class Engine:
         """A unit goes on as soon as all of its own images are pulled (never before), so restarts
         overlap the pulls of other units' images, as podman's pull-then-restart per unit does.
         A reference several units use is pulled once (the puller shares it)."""
+        await self.controls.pre_update(unit, tasks)
         await self.pull(tasks)
+        self.controls.hold(tasks)
         await self.updater.update(unit, tasks)
+        await self.controls.after(unit, tasks)
 
     # -- bookkeeping ----------------------------------------------------------------------
 

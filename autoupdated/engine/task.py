@@ -31,6 +31,7 @@ class Task:
     new_image_id: str = ""
     prepared: bool = False  # the new image is in local storage, waiting for the unit restart
     error: str | None = None
+    hold: str = ""  # an operator control keeps the restart waiting (engine/controls.py): why
 
     @property
     def raw_image(self) -> str:

@@ -570,6 +570,7 @@ class FakeRegistry:
         self.in_flight = 0
         self.max_in_flight = 0
         self.fail_https = False  # simulate a plain-HTTP server: TLS connections fail
+        self.tag_lists: dict[str, list[str]] = {}  # repo -> tags served by /v2/<repo>/tags/list (paginated)
 
     def put(self, repo: str, ref: str, body: bytes, media_type: str) -> str:
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -642,6 +643,9 @@ class FakeRegistry:
                     result = await result
                 assert isinstance(result, httpx.Response)
                 return result
+            tags = re.fullmatch(r"/v2/(?P<repo>.+)/tags/list", url.path)
+            if tags is not None:
+                return self._tags(request, tags["repo"])
             match = re.fullmatch(r"/v2/(?P<repo>.+)/manifests/(?P<ref>[^/]+)", url.path)
             if match is None:
                 return httpx.Response(404)
@@ -668,3 +672,21 @@ class FakeRegistry:
 
     def count(self, method: str, path: str | None = None) -> int:
         return sum(1 for c in self.calls if c.method == method and (path is None or c.path == path))
+
+    def _tags(self, request: httpx.Request, repo: str) -> httpx.Response:
+        """distribution's tags/list: sorted, `n` per page after `last`, a Link to the next page."""
+        if not self._authorized(request.headers.get("Authorization")):
+            body = {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}
+            return httpx.Response(401, json=body, headers={"WWW-Authenticate": self._challenge(repo)})
+        if repo not in self.tag_lists:
+            unknown = {"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known"}]}
+            return httpx.Response(404, json=unknown)
+        every = sorted(self.tag_lists[repo])
+        n = int(request.url.params.get("n", "1000"))
+        last = request.url.params.get("last")
+        rest = [tag for tag in every if last is None or tag > last]
+        page = rest[:n]
+        headers = {}
+        if len(rest) > n:
+            headers["Link"] = f'</v2/{repo}/tags/list?n={n}&last={page[-1]}>; rel="next"'
+        return httpx.Response(200, json={"name": repo, "tags": page}, headers=headers)

@@ -22,9 +22,12 @@ tokens or passwords.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import httpx
 
@@ -35,9 +38,10 @@ from autoupdated.adapters.registry.hosts import Ask, Hosts
 from autoupdated.adapters.registry.status import check_status
 from autoupdated.adapters.registry.tlsconfig import TLSConfig
 from autoupdated.adapters.registry.transport import Response, Transport
+from autoupdated.controls.tags import next_page
 from autoupdated.errors import RegistryError, RegistryLies, RegistryProtocolError, TooManyRequests
 from autoupdated.manifest import ManifestBody, ManifestHead
-from autoupdated.model import Credentials
+from autoupdated.model import Credentials, Platform
 from autoupdated.reference import Reference
 from autoupdated.secrets import Secrets, clip
 
@@ -48,6 +52,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_PER_REGISTRY = 16
 USER_AGENT = "autoupdated/0.1 (podman auto-update compatible)"
+TAGS_PAGE = 100  # tags asked per page of tags/list
+MAX_TAG_PAGES = 1000
 
 
 class RegistryClient:
@@ -149,6 +155,82 @@ class RegistryClient:
         except RegistryError as err:
             raise self._scrubbed(err) from None
 
+    async def list_tags(self, ref: Reference, credentials: Credentials | None) -> list[str]:
+        """GET /v2/<name>/tags/list, following `Link: <...>; rel="next"` pages, with the same auth,
+        TLS and backoff as manifests."""
+        try:
+            return await self._tags(ref, credentials)
+        except RegistryError as err:
+            raise self._scrubbed(err) from None
+
+    async def image_created(
+        self, ref: Reference, digest: str, credentials: Credentials | None, platform: Platform
+    ) -> float | None:
+        """The `created` time (epoch seconds) in the image config of manifest `digest` (the
+        platform's instance when it is an index); None when the config has none."""
+        try:
+            return await self._created(ref, digest, credentials, platform)
+        except RegistryError as err:
+            raise self._scrubbed(err) from None
+
+    async def _created(
+        self, ref: Reference, digest: str, credentials: Credentials | None, platform: Platform
+    ) -> float | None:
+        body = await self._get(ref, digest, credentials, None)
+        try:
+            parsed = mf.parse(body.body, body.media_type)
+            if isinstance(parsed, mf.Index):
+                instance = mf.choose_instance(parsed, platform)
+                body = await self._get(ref, instance.digest, credentials, None)
+                parsed = mf.parse(body.body, body.media_type)
+        except mf.ManifestError as err:
+            raise RegistryProtocolError(f"manifest {digest} in {ref.name}: {err}") from None
+        assert isinstance(parsed, mf.ImageManifest)
+        config = parsed.config_digest
+        if config is None:
+            return None
+        what = f"image config {config} of {ref.name}"
+        path = f"/v2/{ref.repository}/blobs/{config}"
+        response = await self._request("GET", ref, "", credentials, what, other_path=path)
+        if mf.compute_digest(response.body) != config:
+            raise RegistryLies(f"registry lies: {ref.api_host} served other content for {what}")
+        return _created_time(response.body)
+
+    async def _tags(self, ref: Reference, credentials: Credentials | None) -> list[str]:
+        what = f"the tags of {ref.name}"
+        base = f"/v2/{ref.repository}/tags/list"
+        path: str | None = f"{base}?n={TAGS_PAGE}"
+        tags: list[str] = []
+        for _ in range(MAX_TAG_PAGES):
+            assert path is not None
+            try:
+                response = await self._request("GET", ref, "", credentials, what, other_path=path)
+            except RegistryError as err:
+                if err.status != 404:
+                    raise
+                raise RegistryError(
+                    f"registry {ref.api_host} has no tag list for {ref.name} (HTTP 404); check the image name",
+                    status=404,
+                ) from None
+            try:
+                page = json.loads(response.body)
+                found = page.get("tags") or []
+                if not isinstance(found, list) or not all(isinstance(tag, str) for tag in found):
+                    raise ValueError("'tags' is not a list of strings")
+            except (ValueError, AttributeError) as err:
+                raise RegistryProtocolError(
+                    f"registry {ref.api_host} sent a malformed answer for {what}: {err}"
+                ) from None
+            tags += found
+            path = next_page(response.headers.get("Link"))
+            if path is None:
+                return tags
+            if not path.startswith(base + "?"):  # only pages of the same list, on the same host
+                raise RegistryProtocolError(
+                    f"registry {ref.api_host} sent a next page for {what} outside the tag list; not following it"
+                )
+        raise RegistryProtocolError(f"registry {ref.api_host} sent more than {MAX_TAG_PAGES} pages of {what}")
+
     async def _head(self, ref: Reference, reference: str, credentials: Credentials | None) -> ManifestHead:
         what = _what(ref, reference)
         response = await self._request("HEAD", ref, reference, credentials, what)
@@ -196,12 +278,18 @@ class RegistryClient:
     # -- the request loop ----------------------------------------------------------------
 
     async def _request(
-        self, method: str, ref: Reference, reference: str, credentials: Credentials | None, what: str
+        self,
+        method: str,
+        ref: Reference,
+        reference: str,
+        credentials: Credentials | None,
+        what: str,
+        other_path: str = "",
     ) -> Response:
-        """One manifest request, asked again as the host's backoff says (429, 5xx)."""
+        """One manifest (or tag list) request, asked again as the host's backoff says (429, 5xx)."""
         self._secrets.add_credentials(credentials)
         state = self._hosts.get(ref)
-        ask = Ask(state, method, ref, reference, credentials, what)
+        ask = Ask(state, method, ref, reference, credentials, what, other_path)
         backoff = state.backoff
         tries = 0
         while True:
@@ -260,6 +348,23 @@ class RegistryClient:
                     state.mark_probed()
             await state.probing.wait()
         return await self._auth.send(ask)
+
+
+_CREATED = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def _created_time(body: bytes) -> float | None:
+    """An image config's RFC 3339 `created` (Go writes nanoseconds) as epoch seconds."""
+    try:
+        created = json.loads(body).get("created")
+    except (ValueError, AttributeError):
+        return None
+    match = _CREATED.match(created) if isinstance(created, str) else None
+    if match is None:
+        return None
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    fraction = f".{match[2][:6]}" if match[2] else ""
+    return datetime.fromisoformat(f"{match[1]}{fraction}{zone}").timestamp()
 
 
 def _what(ref: Reference, reference: str) -> str:

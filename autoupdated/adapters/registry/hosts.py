@@ -56,10 +56,11 @@ class Ask:
     reference: str
     credentials: Credentials | None
     what: str  # "manifest TAG in NAME", for messages
+    other_path: str = ""  # another API path of the repository (tags/list pages); "" for the manifest
 
     @property
     def path(self) -> str:
-        return f"/v2/{self.ref.repository}/manifests/{self.reference}"
+        return self.other_path or f"/v2/{self.ref.repository}/manifests/{self.reference}"
 
     @property
     def scope(self) -> str:
