@@ -112,7 +112,12 @@ class AppriseTarget:
             capture.lines.clear()
             try:
                 ok = bool(
-                    plugin.notify(body=message.body, title=message.title, notify_type=apprise.NotifyType(message.kind))
+                    plugin.notify(
+                        body=message.body,
+                        title=message.title,
+                        notify_type=apprise.NotifyType(message.kind),
+                        body_format=apprise.NotifyFormat.TEXT,
+                    )
                 )
                 reason = "" if ok else self._reason(capture, "the service refused it")
             except Exception as err:  # a plugin's bug or an unexpected network error
