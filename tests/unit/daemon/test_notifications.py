@@ -202,7 +202,7 @@ async def test_a_failed_send_never_fails_the_run_is_logged_without_secrets_and_c
     out, err = capfd.readouterr()
     assert SECRET not in out + err
     metrics = h.daemon.telemetry.metrics.text().decode()
-    assert 'autoupdated_notifications_total{target="ops",result="failed"} 1.0' in metrics
+    assert 'autoupdated_notifications_total{result="failed",target="ops"} 1.0' in metrics
     status = await h.request({"command": "status"})
     assert SECRET not in repr(status)
 
