@@ -40,7 +40,7 @@ def build_wheel(out: Path) -> Path:
     python = REPO / ".venv/bin/python" if (REPO / ".venv/bin/python").exists() else Path("/work/main/.venv/bin/python")
     del pip
     subprocess.run(
-        [str(python), "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
+        [str(python), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
         check=True,
     )
     return next(out.glob("autoupdated-*.whl"))
