@@ -76,11 +76,11 @@ class HttpReceiver:
             time.sleep(0.02)
         return self.received
 
-    async def arrived(self, count: int = 1, timeout: float = 10) -> list[Received]:
+    async def arrived(self, count: int = 1, within: float = 10) -> list[Received]:
         """`wait` for async tests: the daemon's loop keeps running meanwhile."""
         import asyncio
 
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while len(self.received) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(f"expected {count} notifications, got {len(self.received)}")
@@ -138,10 +138,10 @@ class SmtpReceiver:
             time.sleep(0.02)
         return self.messages
 
-    async def arrived(self, count: int = 1, timeout: float = 10) -> list[EmailMessage]:
+    async def arrived(self, count: int = 1, within: float = 10) -> list[EmailMessage]:
         import asyncio
 
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while len(self.messages) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(f"expected {count} mails, got {len(self.messages)}")

@@ -18,7 +18,7 @@ from tests.harness.machine import Machine
 pytestmark = pytest.mark.machine
 
 REPO = Path(__file__).resolve().parents[2]
-VENV = "/opt/autoupdated-installed"
+VENV = "/opt/autoupdated"
 PATHS = (
     "/etc/systemd/system/autoupdated.service",
     "/etc/autoupdated.toml",
@@ -51,20 +51,15 @@ def pip_installed(machine: Machine, tmp_path: Path) -> Iterator[Machine]:
     wheel = build_wheel(tmp_path)
     inside = f"/root/{wheel.name}"
     shutil.copy(wheel, machine.host_path(inside))
-    # A venv of its own that sees the machine's dependencies, with the wheel installed (no index).
-    machine.run("python3", "-m", "venv", "--system-site-packages", "--without-pip", VENV)
-    site = machine.run("/opt/autoupdated/bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-    own = machine.run(f"{VENV}/bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-    machine.write(f"{own.stdout.strip()}/deps.pth", site.stdout.strip() + "\n")
-    machine.run(
-        "/opt/autoupdated/bin/python", "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--prefix", VENV, inside
-    )
+    # Into the machine's venv, which holds the dependencies (offline: no index); removed afterwards.
+    machine.run(f"{VENV}/bin/python", "-m", "pip", "install", "-q", "--no-index", "--no-deps", inside)
     try:
         yield machine
     finally:
         machine.systemctl("stop", "autoupdated", check=False, timeout=120)
         machine.systemctl("reset-failed", "autoupdated", check=False)
-        machine.run("rm", "-rf", VENV, inside, *PATHS, "/var/lib/autoupdated")
+        machine.run(f"{VENV}/bin/python", "-m", "pip", "uninstall", "-q", "-y", "autoupdated", check=False)
+        machine.run("rm", "-rf", inside, *PATHS, "/var/lib/autoupdated")
         machine.run("journalctl", "--update-catalog", check=False)
         machine.systemctl("daemon-reload")
 

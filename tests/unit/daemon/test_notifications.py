@@ -16,7 +16,7 @@ from autoupdated.adapters import journal
 from autoupdated.model import Status
 from tests.harness.receivers import HttpReceiver, SmtpReceiver
 from tests.harness.sinks import wait_for
-from tests.unit.daemon.test_service import Starter, start  # noqa: F401
+from tests.unit.daemon.test_service import Starter
 
 OLD = "sha256:" + "1" * 64
 NEW = "sha256:" + "2" * 64
@@ -119,7 +119,7 @@ async def test_a_state_is_told_once_across_runs_and_again_when_it_changes(start:
     )
     await run_once(h)
     await run_once(h)
-    assert len((await http.arrived(1))) == 1
+    assert len(await http.arrived(1)) == 1
     await asyncio.sleep(0.2)
     assert len(http.received) == 1, "the same pending update is not announced at every run"
     await run_once(h)
@@ -151,7 +151,7 @@ async def test_a_container_back_to_normal_is_told_again_when_it_fails_again(star
     h = await start(notify_toml(f"json://127.0.0.1:{http.port}/hook", 'events = ["failed"]\n'), fake=fake)
     for _ in range(3):
         await run_once(h)
-    assert len((await http.arrived(2))) == 2
+    assert len(await http.arrived(2)) == 2
 
 
 async def test_mail_through_a_local_smtp_server(start: Starter) -> None:
@@ -193,7 +193,7 @@ async def test_a_failed_send_never_fails_the_run_is_logged_without_secrets_and_c
     )
     reply = await run_once(h)
     assert reply["result"]["ok"] is True
-    assert len((await http.arrived(2))) >= 2, "bounded retries: one more try"
+    assert len(await http.arrived(2)) >= 2, "bounded retries: one more try"
     entries = h.entries()
     failed = [e for e in entries if e.get("NOTIFY_TARGET") == "ops" and e.get("RESULT") == "failed"]
     assert failed and "json://127.0.0.1:" in failed[0]["MESSAGE"] and "after 2 tries" in failed[0]["MESSAGE"]
@@ -228,7 +228,7 @@ async def test_reload_applies_new_targets(start: Starter, http: HttpReceiver) ->
         h.config_path.write_text(h.config_path.read_text().replace(f"127.0.0.1:{http.port}", f"127.0.0.1:{other.port}"))
         assert await h.daemon.reload()
         await run_once(h)
-        assert len(http.received) == 1 and len((await other.arrived(1))) == 1
+        assert len(http.received) == 1 and len(await other.arrived(1)) == 1
     finally:
         other.stop()
 

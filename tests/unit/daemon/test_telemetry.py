@@ -23,7 +23,7 @@ from tests.harness.receivers import free_port
 from tests.harness.registry import FakeRegistry
 from tests.unit.adapters.registry.test_backoff import MANIFEST, PATH, REPOS, Clock, answers, passthrough, too_many
 from tests.unit.daemon.test_notifications import NEW, OLD, Scripted, run_once
-from tests.unit.daemon.test_service import Starter, start  # noqa: F401
+from tests.unit.daemon.test_service import Starter
 
 
 def get(url: str, method: str = "GET") -> tuple[int, str, str]:
@@ -190,7 +190,7 @@ async def test_reload_moves_the_listener_and_keeps_the_old_one_when_the_new_cann
     assert await h.daemon.reload()
     h.entries()
     assert (await fetch(f"http://127.0.0.1:{second}/metrics"))[0] == 200
-    with pytest.raises(Exception):
+    with pytest.raises(OSError):
         await fetch(f"http://127.0.0.1:{first}/metrics")
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
