@@ -107,7 +107,7 @@ class SmtpReceiver:
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 outer.messages.append(
-                    email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[arg-type]
+                    email.message_from_bytes(envelope.content, policy=email.policy.default)
                 )
                 return "250 OK"
 
