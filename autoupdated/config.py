@@ -33,6 +33,7 @@ from autoupdated.controls.model import ControlsConfig, Hook, Layer, Mode, Sectio
 from autoupdated.controls.resolve import HOOK_KEYS
 from autoupdated.controls.tags import check_track
 from autoupdated.controls.windows import WindowError, parse_windows
+from autoupdated.notifyconf import NotifyTarget, check_listen
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
@@ -542,6 +543,12 @@ class Settings(BaseSettings):
     unit: list[ControlSection] = Field(default_factory=list)
     # How much it says
     log_level: Literal["debug", "info", "notice", "warning", "error"] = "info"
+    # Telling people (docs/notifications.md, docs/metrics.md)
+    notify: list[NotifyTarget] = Field(default_factory=list)
+    notify_timeout: Annotated[Timeout, Field(gt=0)] = 10.0
+    notify_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    metrics_listen: Annotated[str | None, BeforeValidator(_empty_is_none), AfterValidator(check_listen)] = None
+    metrics_textfile: OptionalPath = None
 
     @classmethod
     def settings_customise_sources(
@@ -577,7 +584,8 @@ class LoadedConfig:
     warnings: tuple[str, ...] = ()
 
     def describe(self) -> list[tuple[str, object, Source]]:
-        return [(key, getattr(self.settings, key), self.sources[key]) for key in KEYS]
+        """Every key's value (secrets masked), for showing."""
+        return [(key, shown(getattr(self.settings, key)), self.sources[key]) for key in KEYS]
 
     def where(self, key: str) -> str:
         """Where a key's value came from, as error and warning lines name it."""
@@ -679,7 +687,10 @@ def _unknown_key(where: str, key: str) -> str:
     return f"{where}: unknown key {key!r}{suggestion} (known keys: {', '.join(KEYS)})"
 
 
-def _describe_error(error: Mapping[str, Any]) -> str:
+SECRET_KEYS = frozenset(("notify",))  # Apprise URLs carry tokens: an error never echoes their values
+
+
+def _describe_error(error: Mapping[str, Any], reveal: bool = True) -> str:
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ")
     if error.get("type") == "literal_error":
@@ -687,7 +698,7 @@ def _describe_error(error: Mapping[str, Any]) -> str:
     else:
         message = message.replace("Input should be", "must be")
     value = error.get("input")
-    if error.get("type") not in ("value_error", "missing") and not isinstance(value, dict | list):
+    if reveal and error.get("type") not in ("value_error", "missing") and not isinstance(value, dict | list):
         message += f" (got {value!r})"
     return message
 
@@ -729,7 +740,7 @@ def _check_file_values(path: Path, data: Mapping[str, Any]) -> None:
         except ValidationError as err:
             for error in err.errors():
                 loc = (key, *error.get("loc", ()))
-                problems.append(f"{path}: key {_key_path(loc)!r}: {_describe_error(error)}")
+                problems.append(f"{path}: key {_key_path(loc)!r}: {_describe_error(error, key not in SECRET_KEYS)}")
     if problems:
         raise ConfigError("\n".join(problems))
 
@@ -790,7 +801,7 @@ def _inside(path: str, roots: tuple[str, ...]) -> bool:
 def unit_path_warnings(settings: Settings, sources: Mapping[str, Source], path: Path) -> list[str]:
     """Paths the shipped unit (ProtectSystem=strict) would not let a root daemon write."""
     warnings = []
-    for key in ("state_dir", "history_db", "control_socket"):
+    for key in ("state_dir", "history_db", "control_socket", "metrics_textfile"):
         value = getattr(settings, key)
         if value is None or (key == "history_db" and not settings.history) or _inside(value, UNIT_WRITABLE_PATHS):
             continue
@@ -835,7 +846,7 @@ def load(path: str | os.PathLike[str] | None = None, *, required: bool = False) 
             if error.get("type") == "extra_forbidden":
                 problems.append(_unknown_key(where, key))
             else:
-                problems.append(f"{where}: key {_key_path(loc)!r}: {_describe_error(error)}")
+                problems.append(f"{where}: key {_key_path(loc)!r}: {_describe_error(error, key not in SECRET_KEYS)}")
         raise ConfigError("\n".join(problems)) from None
     except SettingsError as err:
         raise _settings_error(err) from None
@@ -860,8 +871,17 @@ def load(path: str | os.PathLike[str] | None = None, *, required: bool = False) 
 # Showing
 
 
+def shown(value: object) -> object:
+    """A value as `config show` may print it: [[notify]] entries with their URLs masked."""
+    if isinstance(value, list | tuple) and value and all(isinstance(item, NotifyTarget) for item in value):
+        return [item.public() for item in value]
+    return value
+
+
 def toml_value(value: object) -> str:
     """A value written the way it would appear in the TOML file."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + "}"
     if value is None:
         return "<unset>"
     if isinstance(value, bool):

@@ -16,6 +16,9 @@ Tables:
     units    every unit the engine saw running a labelled container, with the container's
              name, reference, policy and auth file: how a unit whose container is gone (failed
              `--new` units) is found again (update_failed_units)
+    notified what each notification target was last told per container (its event and digest),
+             so a state is announced once, also across restarts (autoupdated/events.py); the
+             target is a hash of its URLs, never a URL
 
 The database is in WAL mode with synchronous=FULL: a committed step survives a power cut, and
 `autoupdated history` can read while the daemon writes.  Nothing secret is ever stored (no
@@ -29,7 +32,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,13 @@ CREATE TABLE IF NOT EXISTS units (
     image_id       TEXT NOT NULL,
     last_seen      TEXT NOT NULL,
     PRIMARY KEY (unit, container_name)
+);
+CREATE TABLE IF NOT EXISTS notified (
+    target  TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    state   TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (target, key)
 );
 """
 
@@ -372,6 +382,25 @@ class History:
 
     def known_units(self) -> list[KnownUnit]:
         return [KnownUnit(**dict(r)) for r in self._read("SELECT * FROM units ORDER BY unit, container_name")]
+
+    # -- notifications (autoupdated/events.py decides, the daemon records) ------------------
+
+    def notified(self, target: str) -> dict[str, str]:
+        """What `target` was last told, per container (and `@run` for run-level errors)."""
+        found = self._read("SELECT key, state FROM notified WHERE target = ?", (target,))
+        return {str(row["key"]): str(row["state"]) for row in found}
+
+    def remember_notified(self, target: str, states: Mapping[str, str]) -> None:
+        if not states:
+            return
+        stamp = now()
+        with self._write("remembering the notifications sent") as cur:
+            for key, state in states.items():
+                cur.execute(
+                    "INSERT INTO notified (target, key, state, updated) VALUES (?, ?, ?, ?) ON CONFLICT "
+                    "(target, key) DO UPDATE SET state = excluded.state, updated = excluded.updated",
+                    (target, key, state, stamp),
+                )
 
     def integrity(self) -> str:
         """`PRAGMA integrity_check`: "ok" when the file is sound."""

@@ -234,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         cli_daemon.add_subcommands(subparsers)
     importlib.import_module("autoupdated.cli.history").add_subcommands(subparsers)
+    importlib.import_module("autoupdated.cli.notify").add_subcommands(subparsers)
+    importlib.import_module("autoupdated.cli.install").add_subcommands(subparsers)
     return parser
 
 

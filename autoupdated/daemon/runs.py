@@ -66,6 +66,7 @@ class Runs:
         log: DaemonLog,
         on_change: Callable[[], None],
         next_run: Callable[[], str | None],
+        on_recorded: Callable[[dict[str, Any]], None] = lambda run: None,
     ) -> None:
         self.settings = settings
         self.run_func = run_func
@@ -76,6 +77,7 @@ class Runs:
         self.log = log
         self.on_change = on_change  # the STATUS= line changed
         self.next_run = next_run
+        self.on_recorded = on_recorded  # after the outcome is stored: metrics, notifications
         self.engine_stop = asyncio.Event()  # handed to every run: set once, at shutdown
         self.task: asyncio.Task[None] | None = None
         self.current: RunRecord | None = None
@@ -229,6 +231,10 @@ class Runs:
         except OSError as err:
             self.log(journal_mod.WARNING, f"cannot write {self.state.last_run_path}: {err}")
         self.on_change()
+        try:
+            self.on_recorded(data)
+        except Exception as err:  # telling people about a run never fails it
+            self.log(journal_mod.ERR, f"After run {record.number}: reporting it failed: {type(err).__name__}: {err}")
         return data
 
     def _log_summary(self, record: RunRecord, reason: str) -> None:

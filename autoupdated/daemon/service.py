@@ -28,9 +28,11 @@ from autoupdated.adapters.state import StateDir
 from autoupdated.daemon import runs as runs_mod
 from autoupdated.daemon.held import Held
 from autoupdated.daemon.logs import DaemonLog, setup_logging
+from autoupdated.daemon.notifications import Notifications
 from autoupdated.daemon.runs import OptionsFactory, Pruner, RunFunc, Runs
 from autoupdated.daemon.schedule import Schedule
 from autoupdated.daemon.status import fmt_time, iso, local_timezone, status_line
+from autoupdated.daemon.telemetry import Telemetry
 from autoupdated.engine import Options
 
 # Patched by tests that stand in for the engine; looked up when a run starts.
@@ -71,6 +73,10 @@ class Daemon:
         self.started_at = datetime.now(UTC)
         self.log = DaemonLog(self.journal, lambda: self.settings.log_level)
         self._own_engine = run_func is None
+        history = lambda: config_mod.history_path(self.settings)  # noqa: E731
+        self.telemetry = Telemetry(self.log, self.status, history, self._next_run_timestamp)
+        self.notifications = Notifications(self.log, history, self.telemetry.metrics.notification)
+        self.notifications.configure(loaded.settings)
         self.schedule = Schedule(self.state, self.tz, self.log, self._fire, lambda: self._stopping.is_set())
         self.runs = Runs(
             settings=lambda: self.settings,
@@ -82,6 +88,7 @@ class Daemon:
             log=self.log,
             on_change=self._status_changed,
             next_run=lambda: iso(self.next_run_time()),
+            on_recorded=self._recorded,
         )
         self._stopping = asyncio.Event()
         self._control: ControlServer | None = None
@@ -140,6 +147,7 @@ class Daemon:
                 )
                 self._control = None
                 return 1
+            await self.telemetry.apply(self.settings)
             self.schedule.start(config_mod.schedule_trigger(self.settings, self.tz))
             catch_up_due = self.schedule.missed_run(self.settings)
             self.notifier.ready(self.status_line())
@@ -150,6 +158,7 @@ class Daemon:
                 CONFIG_FILE=str(self.config_path),
             )
             self._log_warnings(self.loaded)
+            self.notifications.daemon_event("started", f"Started; next run {fmt_time(self.next_run_time(), self.tz)}")
             self._arm_watchdog()
             if self.settings.run_on_start:
                 if catch_up_due is not None:
@@ -198,6 +207,9 @@ class Daemon:
         await self.runs.drain(self.settings.stop_timeout)
         if self._control is not None:
             await self._control.close()
+        self.notifications.daemon_event("stopping")
+        await self.notifications.drain(self.notifications.deadline)
+        await self.telemetry.close()
         for pending in list(self._background):
             pending.cancel()
         self.log(journal_mod.INFO, "Stopped")
@@ -206,6 +218,14 @@ class Daemon:
         self.notifier.status(self.status_line())
         if self.runs.current is None and not self._stopping.is_set():
             self.held.rearm()  # a run finished: wake up when the first held update is due
+
+    def _recorded(self, run: dict[str, Any]) -> None:
+        self.telemetry.after_run(run)
+        self.notifications.after_run(run)
+
+    def _next_run_timestamp(self) -> float | None:
+        moment = self.next_run_time()
+        return moment.timestamp() if moment is not None else None
 
     def _fire(self, reason: str) -> None:
         self.request_run(reason)
@@ -236,6 +256,8 @@ class Daemon:
             except Exception as err:  # ConfigError, or a schedule that cannot be put in force
                 return self._reject(err)
             self.loaded = new
+            self.notifications.configure(new.settings)
+            await self.telemetry.apply(new.settings)
             self._log_warnings(new)
             if "log_level" in changed and self.manage_logging:
                 setup_logging(new.settings.log_level, self.journal)
@@ -268,6 +290,7 @@ class Daemon:
             RESULT="rejected",
         )
         self.notifier.ready(self.status_line(note="last reload rejected, see the journal"))
+        self.notifications.daemon_event("configuration rejected", f"Reload rejected: {text}")
         return False
 
     def _log_warnings(self, loaded: config_mod.LoadedConfig) -> None:
@@ -311,13 +334,17 @@ class Daemon:
             "state": "running" if self.runs.current is not None else "idle",
             "runs_completed": self.runs.completed,
         }
+        last_run = self.runs.last if self.runs.last is not None else self.state.read_last_run()
         return {
             "ok": True,
             "daemon": daemon,
             "current_run": self.runs.current.as_dict() if self.runs.current is not None else None,
             "queued_run": self.runs.queued[0] if self.runs.queued else None,
             "next_run": iso(self.next_run_time()),
-            "last_run": self.runs.last if self.runs.last is not None else self.state.read_last_run(),
+            "last_run": last_run,
+            "updates_waiting": [
+                e.get("container_name") for e in (last_run or {}).get("entries", []) if e.get("updated") == "pending"
+            ],
             "status_line": self.status_line(),
             "held": self.held.status(),
             "held_wakeup": iso(self.held.wakeup),

@@ -29,9 +29,32 @@ if TYPE_CHECKING:
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 APPLETS = (
-    "sh", "sleep", "top", "true", "false", "echo", "cat", "ls", "kill", "ps", "env", "id",
-    "date", "touch", "rm", "mkdir", "printf", "test", "[", "wget", "nc", "hostname", "uname",
+    "sh",
+    "sleep",
+    "top",
+    "true",
+    "false",
+    "echo",
+    "cat",
+    "ls",
+    "kill",
+    "ps",
+    "env",
+    "id",
+    "date",
+    "touch",
+    "rm",
+    "mkdir",
+    "printf",
+    "test",
+    "[",
+    "wget",
+    "nc",
+    "hostname",
+    "uname",
 )
+
+
 def run_forever(stop_seconds: float = 0) -> list[str]:
     """A command that runs until SIGTERM, then takes `stop_seconds` to exit 0 (a service that
     drains before it stops); `wait` is interrupted by the trap."""
@@ -117,8 +140,16 @@ class ImageBuilder:
         ref = ref or f"localhost/autoupdated-test/{variant}:{_tag_part(marker)}"
         fmt = format or ("docker" if variant in ("healthy", "unhealthy") else "oci")
         self.store.podman(
-            "build", "--quiet", "--format", fmt, "--pull=never", "-t", ref,
-            "-f", str(ctx / "Containerfile"), str(ctx),
+            "build",
+            "--quiet",
+            "--format",
+            fmt,
+            "--pull=never",
+            "-t",
+            ref,
+            "-f",
+            str(ctx / "Containerfile"),
+            str(ctx),
         )
         shutil.rmtree(ctx, ignore_errors=True)
         return ref

@@ -125,12 +125,27 @@ class Machine:
         if self.tmpfs_size:
             # On tmpfs: extraction takes about a second where the same tar on this VM's ext4
             # took 1 to 18 s (all system time), and nothing is left on disk after a crash.
-            procs.run(["mount", "-t", "tmpfs", "-o", f"mode=0755,size={self.tmpfs_size}",
-                       "autoupdated-machine", str(self.root)])
+            procs.run(
+                [
+                    "mount",
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    f"mode=0755,size={self.tmpfs_size}",
+                    "autoupdated-machine",
+                    str(self.root),
+                ]
+            )
             self._root_mounted = True
         procs.run(
-            ["sh", "-c", 'zstd -dc "$1" | tar -C "$2" --numeric-owner --xattrs --xattrs-include="*" -xf -',
-             "extract", str(self.tarball), str(self.root)],
+            [
+                "sh",
+                "-c",
+                'zstd -dc "$1" | tar -C "$2" --numeric-owner --xattrs --xattrs-include="*" -xf -',
+                "extract",
+                str(self.tarball),
+                str(self.root),
+            ],
             timeout=300,
         )
         self.times.extract = time.monotonic() - t0
@@ -141,14 +156,25 @@ class Machine:
     def _spawn(self, timeout: float) -> None:
         """Start systemd-nspawn on the extracted root and wait until systemd is up."""
         argv = [
-            "systemd-nspawn", "--register=no", "--keep-unit", "-q", "-b",
-            "--link-journal=no", "--console=read-only",
-            "-D", str(self.root), "-M", self.name,
+            "systemd-nspawn",
+            "--register=no",
+            "--keep-unit",
+            "-q",
+            "-b",
+            "--link-journal=no",
+            "--console=read-only",
+            "-D",
+            str(self.root),
+            "-M",
+            self.name,
             f"--bind-ro={self.repo}:/src",
             *[f"--bind={host}:{inside}" for host, inside in self.binds],
         ]
-        env = {"PATH": MACHINE_PATH + ":" + os.environ.get("PATH", ""), "LANG": "C.UTF-8",
-               "SYSTEMD_LOG_LEVEL": "warning"}
+        env = {
+            "PATH": MACHINE_PATH + ":" + os.environ.get("PATH", ""),
+            "LANG": "C.UTF-8",
+            "SYSTEMD_LOG_LEVEL": "warning",
+        }
         self._cgroups = _make_cgroups(f"autoupdated-test/{self.name}")
         # Start nspawn inside those cgroups: `--keep-unit` puts the machine at `payload/` under
         # the caller's cgroup, which is the same for every machine booted from this host, so
@@ -159,8 +185,9 @@ class Machine:
         self._proc = procs.spawn(["sh", "-c", enter, "nspawn", *argv], log=self.log, env=env)
         self.nspawn_pid = self._proc.pid
         self._save_state()
-        self.pid = procs.wait_for(self._find_init, timeout=30, what="the machine's PID 1",
-                                  proc=self._proc, log=self.log)
+        self.pid = procs.wait_for(
+            self._find_init, timeout=30, what="the machine's PID 1", proc=self._proc, log=self.log
+        )
         self._init_start = procs.starttime(self.pid)
         self._save_state()
         self._wait_running(deadline=time.monotonic() + timeout)
@@ -196,9 +223,12 @@ class Machine:
         its owner dies without cleaning up (SIGKILL, OOM)."""
         state = {
             "name": self.name,
-            "owner_pid": os.getpid(), "owner_start": procs.starttime(os.getpid()),
-            "nspawn_pid": self.nspawn_pid, "nspawn_start": procs.starttime(self.nspawn_pid),
-            "init_pid": self.pid, "init_start": procs.starttime(self.pid),
+            "owner_pid": os.getpid(),
+            "owner_start": procs.starttime(os.getpid()),
+            "nspawn_pid": self.nspawn_pid,
+            "nspawn_start": procs.starttime(self.nspawn_pid),
+            "init_pid": self.pid,
+            "init_start": procs.starttime(self.pid),
             "root_mounted": self._root_mounted,
             "cgroups": [str(c) for c in self._cgroups],
         }
@@ -224,12 +254,12 @@ class Machine:
         state = ""
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
-                raise MachineError(f"systemd-nspawn exited ({self._proc.returncode}) during boot"
-                                   + procs.tail(self.log))
+                raise MachineError(
+                    f"systemd-nspawn exited ({self._proc.returncode}) during boot" + procs.tail(self.log)
+                )
             remaining = max(1.0, deadline - time.monotonic())
             try:
-                r = self.run("systemctl", "is-system-running", "--wait", check=False,
-                             timeout=remaining)
+                r = self.run("systemctl", "is-system-running", "--wait", check=False, timeout=remaining)
             except subprocess.TimeoutExpired:
                 break
             state = r.stdout.strip()
@@ -237,12 +267,12 @@ class Machine:
                 return
             if state == "degraded":
                 self.failed_units = self.list_failed_units()
-                warnings.warn(f"machine {self.name} booted degraded; failed units: "
-                              f"{', '.join(self.failed_units)}", stacklevel=3)
+                warnings.warn(
+                    f"machine {self.name} booted degraded; failed units: {', '.join(self.failed_units)}", stacklevel=3
+                )
                 return
-            time.sleep(0.1)   # "offline"/"unknown" before systemd's bus is up
-        raise MachineError(f"machine {self.name} did not finish booting (last state {state!r})"
-                           + procs.tail(self.log))
+            time.sleep(0.1)  # "offline"/"unknown" before systemd's bus is up
+        raise MachineError(f"machine {self.name} did not finish booting (last state {state!r})" + procs.tail(self.log))
 
     def list_failed_units(self) -> list[str]:
         r = self.systemctl("list-units", "--failed", "--plain", "--no-legend", check=False)
@@ -289,7 +319,7 @@ class Machine:
         prefix = str(self.workdir.resolve()) + "/"
         with open("/proc/self/mounts") as f:
             mounted = [ln.split()[1] for ln in f if ln.split()[1].startswith(prefix)]
-        if mounted:   # never delete through a mount (e.g. a bind of the repository)
+        if mounted:  # never delete through a mount (e.g. a bind of the repository)
             raise MachineError(f"not removing {self.workdir}: still mounted: {mounted}")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -310,12 +340,24 @@ class Machine:
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command inside the machine (all its namespaces) with a clean environment."""
-        full_env = {"PATH": MACHINE_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root",
-                    "LANG": "C.UTF-8", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0"}
+        full_env = {
+            "PATH": MACHINE_PATH,
+            "HOME": "/root",
+            "USER": "root",
+            "LOGNAME": "root",
+            "LANG": "C.UTF-8",
+            "SYSTEMD_PAGER": "",
+            "SYSTEMD_COLORS": "0",
+        }
         if env:
             full_env.update(env)
-        return procs.run([self._nsenter, "-t", str(self.pid), "-a", "-r", "-w", "--", *argv],
-                         env=full_env, check=check, timeout=timeout, input=input)
+        return procs.run(
+            [self._nsenter, "-t", str(self.pid), "-a", "-r", "-w", "--", *argv],
+            env=full_env,
+            check=check,
+            timeout=timeout,
+            input=input,
+        )
 
     def sh(self, script: str, **kw: object) -> subprocess.CompletedProcess[str]:
         """`/bin/sh -c SCRIPT` inside the machine; keywords as for `run`."""
@@ -323,8 +365,15 @@ class Machine:
 
     def write(self, path: str, text: str, mode: int = 0o644) -> None:
         """Write a file inside the machine (through its own mounts: /run and /tmp are tmpfs)."""
-        self.run("/bin/sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"',
-                 "write", path, f"{mode:o}", input=text)
+        self.run(
+            "/bin/sh",
+            "-c",
+            'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"',
+            "write",
+            path,
+            f"{mode:o}",
+            input=text,
+        )
 
     def read(self, path: str) -> str:
         return self.run("cat", path).stdout
@@ -359,8 +408,9 @@ class Machine:
         full_env = {"PYTHONPATH": "/src", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
         if env:
             full_env.update(env)
-        return self.run(VENV_PYTHON, "-m", "autoupdated", *args, env=full_env, check=check,
-                        timeout=timeout, input=input)
+        return self.run(
+            VENV_PYTHON, "-m", "autoupdated", *args, env=full_env, check=check, timeout=timeout, input=input
+        )
 
     # -- systemd --------------------------------------------------------------------------
 
@@ -386,9 +436,7 @@ class Machine:
         log = self.run("journalctl", "--no-pager", "-q", "-n", "40", "-u", unit, check=False).stdout
         return f"{status}\n--- journal of {unit} ---\n{log}"
 
-    def journal(
-        self, *match: str, unit: str | None = None, since: str | None = None
-    ) -> list[dict[str, str]]:
+    def journal(self, *match: str, unit: str | None = None, since: str | None = None) -> list[dict[str, str]]:
         """Journal entries as dicts (`journalctl -o json`); `match` items are FIELD=VALUE."""
         args = ["journalctl", "--no-pager", "-q", "-o", "json"]
         if unit:
@@ -406,12 +454,18 @@ class Machine:
         if ca_pem is not None:
             self.write(f"/etc/containers/certs.d/{host_port}/ca.crt", ca_pem)
         if insecure:
-            self.write(f"/etc/containers/registries.conf.d/50-test-{_file_part(host_port)}.conf",
-                       f'[[registry]]\nlocation = "{host_port}"\ninsecure = true\n')
+            self.write(
+                f"/etc/containers/registries.conf.d/50-test-{_file_part(host_port)}.conf",
+                f'[[registry]]\nlocation = "{host_port}"\ninsecure = true\n',
+            )
 
     def untrust_registry(self, host_port: str) -> None:
-        self.run("rm", "-rf", f"/etc/containers/certs.d/{host_port}",
-                 f"/etc/containers/registries.conf.d/50-test-{_file_part(host_port)}.conf")
+        self.run(
+            "rm",
+            "-rf",
+            f"/etc/containers/certs.d/{host_port}",
+            f"/etc/containers/registries.conf.d/50-test-{_file_part(host_port)}.conf",
+        )
 
     # -- container services (bats' generate_service) --------------------------------------
 
@@ -466,7 +520,7 @@ class Machine:
         self.systemctl("daemon-reload")
         if start:
             self.start_unit(main_unit)
-            if pod is not None:   # the pod's unit only Wants= the container's, which starts after it
+            if pod is not None:  # the pod's unit only Wants= the container's, which starts after it
                 self.wait_active(unit, timeout=60)
         return unit
 
@@ -516,12 +570,16 @@ def reap_stale_machines() -> list[str]:
         except (OSError, ValueError):
             continue
         if st.get("owner_start") is not None and procs.starttime(st["owner_pid"]) == st["owner_start"]:
-            continue   # its owner is alive: not stale
-        victims = [st[f"{k}_pid"] for k in ("init", "nspawn")
-                   if st.get(f"{k}_pid") and procs.starttime(st[f"{k}_pid"]) == st.get(f"{k}_start")]
-        for pid in victims:   # PID 1 first: killing it ends the whole machine
+            continue  # its owner is alive: not stale
+        victims = [
+            st[f"{k}_pid"]
+            for k in ("init", "nspawn")
+            if st.get(f"{k}_pid") and procs.starttime(st[f"{k}_pid"]) == st.get(f"{k}_start")
+        ]
+        for pid in victims:  # PID 1 first: killing it ends the whole machine
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
+
         def gone(pids: list[int] = victims) -> bool:
             return all(procs.starttime(p) is None for p in pids)
 
@@ -579,7 +637,7 @@ def _remove_cgroups(dirs: Sequence[Path]) -> None:
         if not top.exists():
             continue
         subdirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
-        for d in [*subdirs, top, top.parent]:   # the parent goes only if no other machine uses it
+        for d in [*subdirs, top, top.parent]:  # the parent goes only if no other machine uses it
             with contextlib.suppress(OSError):
                 d.rmdir()
 

@@ -58,7 +58,7 @@ class PodmanStore:
             d.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(HOST_CONTAINERS_CONF.format(base=self.base))
         if not self.registries_conf.exists():
-            self.registries_conf.write_text('unqualified-search-registries = []\n')
+            self.registries_conf.write_text("unqualified-search-registries = []\n")
 
     @property
     def env(self) -> dict[str, str]:
@@ -87,9 +87,7 @@ class PodmanStore:
     def trust_registry(self, host_port: str) -> None:
         """Declare a plain-HTTP registry insecure for this store (and any service over it)."""
         name = host_port.replace(":", "_").replace("/", "_")
-        (self.registries_d / f"{name}.conf").write_text(
-            f'[[registry]]\nlocation = "{host_port}"\ninsecure = true\n'
-        )
+        (self.registries_d / f"{name}.conf").write_text(f'[[registry]]\nlocation = "{host_port}"\ninsecure = true\n')
         self._write_registries_conf()
 
     def _write_registries_conf(self) -> None:
@@ -150,8 +148,9 @@ class PodmanService:
             env=self.store.env,
         )
         procs.on_exit(self.stop)
-        procs.wait_for(self.ping, timeout=timeout, what=f"podman service on {self.socket}",
-                       proc=self._proc, log=self.log)
+        procs.wait_for(
+            self.ping, timeout=timeout, what=f"podman service on {self.socket}", proc=self._proc, log=self.log
+        )
         return self
 
     def ping(self) -> bool:

@@ -42,8 +42,13 @@ def plain_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     proc = procs.spawn(["docker-registry", "serve", str(config)], log=base / "registry.log")
     url = f"http://127.0.0.1:{port}/v2/"
-    procs.wait_for(lambda: httpx.get(url, timeout=1).status_code == 200, timeout=30,
-                   what="registry /v2/", proc=proc, log=base / "registry.log")
+    procs.wait_for(
+        lambda: httpx.get(url, timeout=1).status_code == 200,
+        timeout=30,
+        what="registry /v2/",
+        proc=proc,
+        log=base / "registry.log",
+    )
     try:
         yield f"127.0.0.1:{port}"
     finally:
@@ -53,8 +58,9 @@ def plain_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_machine_boots_to_multi_user(machine: Machine) -> None:
     assert machine.systemctl("is-system-running").stdout.strip() in ("running", "degraded")
     assert machine.failed_units == []
-    active = machine.systemctl("is-active", "multi-user.target", "systemd-journald.service",
-                               "dbus.service", "podman.socket").stdout.split()
+    active = machine.systemctl(
+        "is-active", "multi-user.target", "systemd-journald.service", "dbus.service", "podman.socket"
+    ).stdout.split()
     assert active == ["active"] * 4
     assert Path(f"/proc/{machine.pid}/comm").read_text().strip() == "systemd"
     assert machine.podman_socket.is_socket()
@@ -68,9 +74,12 @@ def test_machine_boots_to_multi_user(machine: Machine) -> None:
 
 
 def test_machine_sees_repository_read_only_and_has_the_venv(machine: Machine) -> None:
-    r = machine.run(VENV_PYTHON, "-c",
-                    "import autoupdated, podman, jeepney, httpx, apscheduler, pydantic_settings;"
-                    "print(autoupdated.__file__)", env={"PYTHONPATH": "/src"})
+    r = machine.run(
+        VENV_PYTHON,
+        "-c",
+        "import autoupdated, podman, jeepney, httpx, apscheduler, pydantic_settings;print(autoupdated.__file__)",
+        env={"PYTHONPATH": "/src"},
+    )
     assert r.stdout.strip() == "/src/autoupdated/__init__.py"
     assert machine.run("touch", "/src/x", check=False).returncode != 0
     r = machine.autoupdated("--help")
@@ -84,8 +93,7 @@ def test_write_read_and_journal(machine: Machine) -> None:
     assert machine.run("stat", "-c", "%a", "/run/harness/hello.txt").stdout.strip() == "600"
     tag = f"harness-{time.monotonic_ns()}"
     machine.run("systemd-cat", "-t", tag, "echo", "journal works")
-    entries = procs.wait_for(lambda: machine.journal(f"SYSLOG_IDENTIFIER={tag}"), timeout=10,
-                             what="journal entry")
+    entries = procs.wait_for(lambda: machine.journal(f"SYSLOG_IDENTIFIER={tag}"), timeout=10, what="journal entry")
     assert entries[0]["MESSAGE"] == "journal works"
 
 
@@ -139,9 +147,7 @@ def test_cleanup_services_removes_everything(machine: Machine, image_builder: Im
     assert machine.podman("images", "-q").stdout.strip() == ""
 
 
-def test_broken_and_crash_images_fail_in_machine(
-    machine_services: Machine, image_builder: ImageBuilder
-) -> None:
+def test_broken_and_crash_images_fail_in_machine(machine_services: Machine, image_builder: ImageBuilder) -> None:
     m = machine_services
     broken = image_builder.build("broken", "fail-broken")
     crash = image_builder.build("crash", "fail-crash")
@@ -151,8 +157,11 @@ def test_broken_and_crash_images_fail_in_machine(
         m.create_service("smoke-broken", broken, policy="local")
     # crash: the unit starts, then fails once the container exits 1
     unit = m.create_service("smoke-crash", crash, policy="local", extra_args=["--stop-timeout", "1"])
-    procs.wait_for(lambda: m.systemctl("is-failed", unit, check=False).stdout.strip() == "failed",
-                   timeout=30, what=f"{unit} to fail")
+    procs.wait_for(
+        lambda: m.systemctl("is-failed", unit, check=False).stdout.strip() == "failed",
+        timeout=30,
+        what=f"{unit} to fail",
+    )
 
 
 def test_pod_service(machine_services: Machine, image_builder: ImageBuilder) -> None:
@@ -173,8 +182,10 @@ def test_push_pull_and_podman_auto_update_in_machine(
     m = machine_services
     dest = f"{plain_registry}/smoke/app:latest"
     d1 = image_builder.push(image_builder.build("good", "reg-1"), dest)
-    r = httpx.head(f"http://{plain_registry}/v2/smoke/app/manifests/latest",
-                   headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    r = httpx.head(
+        f"http://{plain_registry}/v2/smoke/app/manifests/latest",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
     assert r.headers["Docker-Content-Digest"] == d1
 
     m.trust_registry(plain_registry)
@@ -192,11 +203,11 @@ def test_push_pull_and_podman_auto_update_in_machine(
     after = m.container_image_id("smoke-reg")
     assert after != before
     assert f"{plain_registry}/smoke/app@{d2}" in json.loads(
-        m.podman("image", "inspect", "--format", "{{json .RepoDigests}}", after).stdout)
+        m.podman("image", "inspect", "--format", "{{json .RepoDigests}}", after).stdout
+    )
 
 
-def test_host_podman_service_api(podman_host: PodmanService, podman_service: str,
-                                 image_builder: ImageBuilder) -> None:
+def test_host_podman_service_api(podman_host: PodmanService, podman_service: str, image_builder: ImageBuilder) -> None:
     from podman import PodmanClient
 
     assert podman_service == f"unix://{podman_host.socket}"
@@ -258,10 +269,12 @@ def _machine_owner(tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, o
         pytest.skip("needs root")
     log = tmp_path / "owner.log"
     out = tmp_path / "owner.out"
-    owner = procs.spawn(["sh", "-c", f'exec "$0" -c "$1" > {out}', sys.executable, _OWNER],
-                        log=log, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
-    line = procs.wait_for(lambda: out.read_text().strip(), timeout=60, what="owner's machine",
-                          proc=owner, log=log)
+    owner = procs.spawn(
+        ["sh", "-c", f'exec "$0" -c "$1" > {out}', sys.executable, _OWNER],
+        log=log,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    line = procs.wait_for(lambda: out.read_text().strip(), timeout=60, what="owner's machine", proc=owner, log=log)
     return owner, json.loads(line)
 
 
@@ -274,7 +287,7 @@ def _assert_machine_gone(info: dict[str, object]) -> None:
 
 def test_sigterm_to_the_owner_still_stops_its_machine(tmp_path: Path) -> None:
     owner, info = _machine_owner(tmp_path)
-    procs.stop(owner, timeout=30)   # SIGTERM → KeyboardInterrupt → atexit → Machine.stop
+    procs.stop(owner, timeout=30)  # SIGTERM → KeyboardInterrupt → atexit → Machine.stop
     _assert_machine_gone(info)
 
 
@@ -282,9 +295,9 @@ def test_machines_of_a_killed_owner_are_reaped(tmp_path: Path) -> None:
     from tests.harness.machine import reap_stale_machines
 
     owner, info = _machine_owner(tmp_path)
-    owner.kill()   # SIGKILL: no cleanup at all in the owner
+    owner.kill()  # SIGKILL: no cleanup at all in the owner
     owner.wait()
-    assert procs.starttime(info["pids"][1]) is not None   # type: ignore[index]
+    assert procs.starttime(info["pids"][1]) is not None  # type: ignore[index]
     assert info["name"] in reap_stale_machines()
     _assert_machine_gone(info)
     procs.stop(owner)

@@ -32,7 +32,7 @@ from datetime import datetime
 import httpx
 
 from autoupdated import manifest as mf
-from autoupdated.adapters.registry import retry
+from autoupdated.adapters.registry import observe, retry
 from autoupdated.adapters.registry.auth import Auth
 from autoupdated.adapters.registry.hosts import Ask, Hosts
 from autoupdated.adapters.registry.status import check_status
@@ -298,7 +298,7 @@ class RegistryClient:
             tries += 1
             if backoff.throttled:
                 async with state.throttle_lock:  # one request at a time while the host throttles us
-                    await self._wait_for(backoff)
+                    await self._wait_for(backoff, ref.domain)
                     response = await self._request_once(ask)
             else:
                 response = await self._request_once(ask)
@@ -331,9 +331,10 @@ class RegistryClient:
                     continue
             return check_status(response, ask, self._secrets)
 
-    async def _wait_for(self, backoff: retry.HostBackoff) -> None:
+    async def _wait_for(self, backoff: retry.HostBackoff, host: str) -> None:
         delay = backoff.not_before - self._clock()
         if delay > 0:
+            observe.waited(host, delay)
             await self._sleep(delay)
 
     async def _request_once(self, ask: Ask) -> Response:

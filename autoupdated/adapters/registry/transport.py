@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from autoupdated import manifest as mf
+from autoupdated.adapters.registry import observe
 from autoupdated.adapters.registry.hosts import Host
 from autoupdated.adapters.registry.tlsconfig import TLSSettings
 from autoupdated.adapters.registry.urls import BadURL, checked_url, origin
@@ -164,7 +165,12 @@ class Transport:
         asked = url
         for _ in range(MAX_REDIRECTS + 1):
             request = state.client.build_request(method, url, headers=headers)
-            response = await state.client.send(request, stream=True)
+            try:
+                response = await state.client.send(request, stream=True)
+            except BaseException:
+                observe.request(state.host, method, "error")
+                raise
+            observe.request(state.host, method, response.status_code)
             try:
                 log.debug("%s %s -> %d", method, url, response.status_code)
                 location = response.headers.get("Location")
@@ -216,7 +222,12 @@ class Transport:
                 request = state.client.build_request(
                     method, url, params=dict(params) or None, data=dict(data) if data else None, headers=dict(headers)
                 )
-                response = await state.client.send(request, stream=True)
+                try:
+                    response = await state.client.send(request, stream=True)
+                except BaseException:
+                    observe.request(state.host, method, "error")
+                    raise
+                observe.request(state.host, method, response.status_code)
                 try:
                     body = await _read_body(response, MAX_TOKEN_BODY)
                 finally:

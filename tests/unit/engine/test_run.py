@@ -303,7 +303,9 @@ async def test_health_gate_looks_at_a_container_without_healthcheck_twice_not_ev
 
 async def test_restart_bound_is_not_held_while_a_unit_settles():
     podman, comparer, puller, restarter = world(
-        container(1, IMG_A), container(2, IMG_B), container(3, IMG_C),
+        container(1, IMG_A),
+        container(2, IMG_B),
+        container(3, IMG_C),
         remote={IMG_A: "sha256:newA", IMG_B: "sha256:newB", IMG_C: "sha256:newC"},
         new_ids={IMG_A: "newA", IMG_B: "newB", IMG_C: "newC"},
     )
