@@ -25,7 +25,7 @@ from autoupdated.engine.ports import Adapters
 from autoupdated.engine.task import Task
 from autoupdated.engine.unit import UnitUpdater
 from autoupdated.errors import BusUnavailable, NoSuchObject, PodmanError, RunError
-from autoupdated.model import AUTHFILE_LABEL, ContainerInfo, ImageInfo, Platform, Policy, RunResult, Status
+from autoupdated.model import AUTHFILE_LABEL, UNIT_LABEL, ContainerInfo, ImageInfo, Platform, Policy, RunResult, Status
 from autoupdated.parts.digest import local_update_available
 from autoupdated.parts.policy import PolicyError, container_policy, missing_unit_error, unit_for
 from autoupdated.reference import ReferenceError, parse_for_autoupdate
@@ -108,16 +108,19 @@ class Engine:
         for container in sorted(containers, key=lambda c: c.name):
             if container.state and container.state != "running":
                 continue
+            # The operator's filters come before the label is validated: a container left out
+            # of the run cannot fail it.
+            if self.excluded_container(container.name):
+                continue
             try:
                 policy = container_policy(container)
             except PolicyError as err:
-                self.notes.error(f'auto-updating container "{container.id}": {err}')
+                if not container.pod_id and self.excluded_unit(container.labels.get(UNIT_LABEL)):
+                    continue
+                # podman's assembleTasks appends LookupPolicy's error as it is, unwrapped.
+                self.notes.error(str(err))
                 continue
             if policy is None or policy is Policy.DISABLED:
-                continue
-            if self.options.include_containers and not _matches(container.name, self.options.include_containers):
-                continue
-            if _matches(container.name, self.options.exclude_containers):
                 continue
             infra_labels: dict[str, str] | None = None
             if container.pod_id:
@@ -137,12 +140,20 @@ class Engine:
             if not unit:
                 self.notes.error(missing_unit_error(container))
                 continue
-            if self.options.include_units and not _matches(unit, self.options.include_units):
-                continue
-            if _matches(unit, self.options.exclude_units):
+            if self.excluded_unit(unit):
                 continue
             authfile = container.labels.get(AUTHFILE_LABEL, self.options.authfile)
             self.units.setdefault(unit, []).append(Task(container, policy, unit, authfile))
+
+    def excluded_container(self, name: str) -> bool:
+        include, exclude = self.options.include_containers, self.options.exclude_containers
+        return bool(include and not _matches(name, include)) or _matches(name, exclude)
+
+    def excluded_unit(self, unit: str | None) -> bool:
+        if unit is None:
+            return False
+        include, exclude = self.options.include_units, self.options.exclude_units
+        return bool(include and not _matches(unit, include)) or _matches(unit, exclude)
 
     async def assemble_failed_units(self) -> None:
         """Opt-in (update_failed_units, podman issue #28925): a unit that failed or crash-loops has

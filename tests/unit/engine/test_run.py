@@ -71,10 +71,28 @@ async def test_invalid_policy_is_an_error_and_the_others_still_update():
     result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
     assert statuses(result) == {"c2": "true"}
     assert result.failed
+    # podman's own text, bare: assembleTasks appends LookupPolicy's error without naming the container.
     assert result.errors == [
-        f'auto-updating container "{cid(1)}": invalid auto-update policy "fake_x": '
-        'valid policies are ["disabled" "image" "local" "registry"]'
+        'invalid auto-update policy "fake_x": valid policies are ["disabled" "image" "local" "registry"]'
     ]
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"exclude_containers": ("c1",)},
+        {"include_containers": ("c2",)},
+        {"exclude_units": ("container-c1.service",)},
+        {"include_units": ("container-c2.*",)},
+    ],
+)
+async def test_a_container_the_filters_leave_out_cannot_fail_the_run_with_a_bad_label(filters):
+    podman, comparer, puller, restarter = world(container(1, IMG_A, policy="fake_x"), container(2, IMG_A))
+    result = await engine.run(
+        engine.Options(**filters, **FAST), adapters=adapters(podman, comparer, puller, restarter)
+    )
+    assert statuses(result) == {"c2": "true"}
+    assert not result.errors and not result.failed
 
 
 async def test_disabled_empty_and_unlabelled_are_skipped_legacy_image_is_registry():
