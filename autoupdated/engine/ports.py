@@ -21,6 +21,7 @@ from autoupdated.model import (
     ImageInfo,
     IntentRecord,
     Platform,
+    PlatformSource,
     UnitState,
 )
 from autoupdated.reference import Reference
@@ -30,6 +31,7 @@ class PodmanPort(Protocol):
     async def labelled_containers(self) -> list[ContainerInfo]: ...
     async def pod_infra_labels(self, pod_id: str) -> dict[str, str]: ...
     async def images(self) -> dict[str, ImageInfo]: ...
+    async def image(self, name_or_id: str) -> ImageInfo: ...
     async def image_id(self, name: str) -> str: ...
     async def tag(self, image_id: str, name: str) -> None: ...
     async def container_state(self, name: str) -> ContainerState | None: ...
@@ -43,7 +45,12 @@ class StoppedContainersPort(Protocol):
 
 class ComparerPort(Protocol):
     async def check(
-        self, ref: Reference, *, credentials: Credentials | None, platform: Platform, local_digests: frozenset[str]
+        self,
+        ref: Reference,
+        *,
+        credentials: Credentials | None,
+        platform: Platform | PlatformSource,
+        local_digests: frozenset[str],
     ) -> CheckResult: ...
 
 

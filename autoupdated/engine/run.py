@@ -25,7 +25,17 @@ from autoupdated.engine.ports import Adapters
 from autoupdated.engine.task import Task
 from autoupdated.engine.unit import UnitUpdater
 from autoupdated.errors import BusUnavailable, NoSuchObject, PodmanError, RunError
-from autoupdated.model import AUTHFILE_LABEL, UNIT_LABEL, ContainerInfo, ImageInfo, Platform, Policy, RunResult, Status
+from autoupdated.model import (
+    AUTHFILE_LABEL,
+    UNIT_LABEL,
+    ContainerInfo,
+    ImageInfo,
+    Platform,
+    PlatformSource,
+    Policy,
+    RunResult,
+    Status,
+)
 from autoupdated.parts.digest import local_update_available
 from autoupdated.parts.policy import PolicyError, container_policy, missing_unit_error, unit_for
 from autoupdated.reference import ReferenceError, parse_for_autoupdate
@@ -65,6 +75,7 @@ class Engine:
         self.ledger = Ledger(adapters.history, self.notes)
         self.updater = UnitUpdater(options, adapters.podman, adapters.restarter, self.notes, self.ledger, self.stop)
         self.units: dict[str, list[Task]] = {}
+        self._platforms: dict[str, asyncio.Future[Platform]] = {}
 
     @property
     def result(self) -> RunResult:
@@ -176,10 +187,9 @@ class Engine:
             images = await self.a.podman.images()
         except Exception as err:
             raise RunError(f"listing local images: {err}") from None
-        platform = self.options.platform or host_platform()
-        await asyncio.gather(*(self.check_task(task, images, platform) for task in tasks))
+        await asyncio.gather(*(self.check_task(task, images) for task in tasks))
 
-    async def check_task(self, task: Task, images: dict[str, ImageInfo], platform: Platform) -> None:
+    async def check_task(self, task: Task, images: dict[str, ImageInfo]) -> None:
         cid = task.container.id
         task.image = images.get(task.container.image_id)
         if task.image is None:
@@ -189,7 +199,7 @@ class Engine:
             return
         try:
             if task.policy is Policy.REGISTRY:
-                available = await self.registry_update_available(task, platform)
+                available = await self.registry_update_available(task, self.platform_for(task.container.image_id))
             else:
                 available = await self.local_update_available(task, images)
         except Exception as err:
@@ -198,7 +208,29 @@ class Engine:
         task.prepared = available and not self.ledger.held(task)
         task.status = Status.NOT_UPDATED
 
-    async def registry_update_available(self, task: Task, platform: Platform) -> bool:
+    def platform_for(self, image_id: str) -> Platform | PlatformSource:
+        """The platform an index is compared for: the operator's, else the local image's own
+        (podman's HasDifferentDigest), inspected once per image and only when needed."""
+        if self.options.platform is not None:
+            return self.options.platform
+
+        async def source() -> Platform:
+            future = self._platforms.get(image_id)
+            if future is None:
+                future = self._platforms[image_id] = asyncio.ensure_future(self.image_platform(image_id))
+            return await asyncio.shield(future)
+
+        return source
+
+    async def image_platform(self, image_id: str) -> Platform:
+        try:
+            return (await self.a.podman.image(image_id)).platform
+        except Exception as err:
+            platform = host_platform()
+            self.notes.warn(f"inspecting image {image_id[:12]} for its platform: {err}; comparing for {platform}")
+            return platform
+
+    async def registry_update_available(self, task: Task, platform: Platform | PlatformSource) -> bool:
         assert task.image is not None
         ref = parse_for_autoupdate(task.raw_image)
         task.reference = ref

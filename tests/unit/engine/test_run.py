@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 
 import pytest
 
 from autoupdated import engine
+from autoupdated.model import Platform
 from tests.fakes import (
     FakeComparer,
     FakePodman,
@@ -372,3 +374,23 @@ async def test_canary_unit_proves_an_image_before_the_others_restart_in_parallel
     assert min(followers) >= canary_start + 0.02 + FAST["settle_time"]
     assert max(followers) - min(followers) < 0.02
     assert restarter.max_in_flight == 3
+
+
+async def test_an_index_is_compared_for_the_platform_of_the_local_image_inspected_once():
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_A), container(3, IMG_B))
+    armv7 = Platform("linux", "arm", "v7")
+    podman.images_by_id["old"] = replace(podman.images_by_id["old"], platform=armv7)
+    comparer.indexes = {IMG_A}
+    await engine.run(engine.Options(dry_run=True, **FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert comparer.platforms == {IMG_A: armv7}
+    assert podman.inspected == ["old"]   # once for both containers; never for IMG_B (not an index)
+
+
+async def test_a_configured_platform_wins_and_nothing_is_inspected():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    comparer.indexes = {IMG_A}
+    chosen = Platform("linux", "arm64", "v8")
+    await engine.run(
+        engine.Options(dry_run=True, platform=chosen, **FAST), adapters=adapters(podman, comparer, puller, restarter)
+    )
+    assert comparer.platforms == {IMG_A: chosen} and podman.inspected == []
