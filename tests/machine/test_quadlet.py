@@ -1,0 +1,278 @@
+"""`autoupdated check` against Quadlet units on Debian 13 (podman 5.4, systemd 257), and side by
+side with podman 5's own `podman auto-update` on the same units in the same machine.
+
+Quadlet names: `web.container` → unit `web.service`, container `systemd-web`; `db.pod` → unit
+`db-pod.service`, pod `systemd-db`. The images come from a registry on the host's 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.harness.images import ImageBuilder
+from tests.harness.machine import Machine
+from tests.harness.quadlet import Quadlet
+from tests.harness.registry import Registry
+
+pytestmark = [pytest.mark.machine, pytest.mark.debian13]
+
+ROW_KEYS = ("Unit", "ContainerName", "Policy", "Updated")
+_counter = itertools.count()
+
+
+@dataclass
+class Env:
+    machine: Machine
+    registry: Registry
+    builder: ImageBuilder
+
+    def ref(self, name: str) -> str:
+        return f"{self.registry.host_port}/{name}:latest"
+
+    def push(self, name: str, variant: str = "good", marker: str = "") -> str:
+        """A new image (new digest) pushed as REGISTRY/name:latest; returns the reference."""
+        local = self.builder.build(variant, f"{marker or name}-{next(_counter)}")
+        self.builder.push(local, self.ref(name))
+        return self.ref(name)
+
+    def pull(self, name: str) -> None:
+        self.machine.podman("pull", "-q", self.ref(name))
+
+    def autoupdated(self, *args: str) -> tuple[int, list[dict[str, str]], str]:
+        r = self.machine.autoupdated("check", "--format", "json", *args)
+        return r.returncode, _rows(r.stdout), r.stderr
+
+    def podman_auto_update(self, *args: str) -> tuple[int, list[dict[str, str]], str]:
+        r = self.machine.podman("auto-update", "--format", "json", *args, check=False, timeout=300)
+        return r.returncode, _rows(r.stdout), r.stderr
+
+
+def _rows(stdout: str) -> list[dict[str, str]]:
+    if not stdout.strip():
+        return []
+    return sorted(({k: str(row[k]) for k in ROW_KEYS} for row in json.loads(stdout)),
+                  key=lambda row: (row["Unit"], row["ContainerName"]))
+
+
+def image_of(m: Machine, container: str) -> str:
+    return m.podman("inspect", "--format", "{{.Image}}", container).stdout.strip()
+
+
+def wait_running(m: Machine, container: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = m.podman("inspect", "--format", "{{.State.Status}}", container, check=False)
+        if r.returncode == 0 and r.stdout.strip() == "running":
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"container {container} is not running after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def env(machine13: Machine, image_builder: ImageBuilder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    registry = Registry(tmp_path_factory.mktemp("quadlet") / "registry").start()
+    machine13.trust_registry(registry.host_port, insecure=True)
+    machine13.systemctl("stop", "podman.service", check=False)   # it reads registries.conf once
+    try:
+        yield Env(machine13, registry, image_builder)
+    finally:
+        machine13.untrust_registry(registry.host_port)
+        registry.stop()
+
+
+@pytest.fixture
+def quadlet(env: Env) -> Iterator[Quadlet]:
+    q = Quadlet(env.machine)
+    try:
+        yield q
+    finally:
+        q.cleanup()
+
+
+def test_machine_is_debian_13_with_podman_5_and_quadlet(env: Env) -> None:
+    m = env.machine
+    assert m.podman("version", "--format", "{{.Client.Version}}").stdout.startswith("5.")
+    assert m.run("test", "-x", "/usr/libexec/podman/quadlet", check=False).returncode == 0
+    assert m.run("/opt/autoupdated/bin/python", "-c", "import sys; print(sys.version_info[:2])").stdout.strip() == (
+        "(3, 13)"
+    )
+    assert m.systemctl("is-enabled", "podman.socket").stdout.strip() == "enabled"
+
+
+def test_quadlet_container_dry_run_is_pending_then_the_update_is_true(env: Env, quadlet: Quadlet) -> None:
+    m = env.machine
+    ref = env.push("web")
+    env.pull("web")
+    unit = quadlet.container("web", ref, AutoUpdate="registry")
+    quadlet.start(unit)
+    old = image_of(m, "systemd-web")
+    env.push("web")
+
+    code, rows, err = env.autoupdated("--dry-run")
+    assert code == 0, err
+    assert rows == [{"Unit": "web.service", "ContainerName": "systemd-web", "Policy": "registry",
+                     "Updated": "pending"}]
+    assert image_of(m, "systemd-web") == old
+
+    code, rows, err = env.autoupdated()
+    assert code == 0, err
+    assert [r["Updated"] for r in rows] == ["true"]
+    wait_running(m, "systemd-web")
+    assert image_of(m, "systemd-web") != old
+
+
+def test_quadlet_container_whose_new_image_cannot_start_is_rolled_back(env: Env, quadlet: Quadlet) -> None:
+    m = env.machine
+    ref = env.push("rb")
+    env.pull("rb")
+    unit = quadlet.container("rb", ref, AutoUpdate="registry")
+    quadlet.start(unit)
+    old = image_of(m, "systemd-rb")
+    env.push("rb", variant="broken")
+
+    _, rows, err = env.autoupdated()
+    assert [r["Updated"] for r in rows] == ["rolled back"], err
+    wait_running(m, "systemd-rb")
+    assert image_of(m, "systemd-rb") == old
+    assert m.systemctl("is-active", unit, check=False).stdout.strip() == "active"
+
+
+def test_notify_healthy_with_a_healthcheck_the_new_image_never_passes_is_rolled_back(
+    env: Env, quadlet: Quadlet
+) -> None:
+    m = env.machine
+    ref = env.push("hc", marker="healthy")
+    env.pull("hc")
+    # JSON form: the string form runs through /bin/sh -c (SANDBOX.md).
+    unit = quadlet.container(
+        "hc", ref, AutoUpdate="registry", Notify="healthy",
+        HealthCmd='["/bin/busybox", "grep", "-q", "healthy", "/marker"]',
+        HealthInterval="1s", HealthRetries="1", HealthTimeout="2s",
+        service={"TimeoutStartSec": "20"},
+    )
+    quadlet.start(unit, timeout=60)
+    old = image_of(m, "systemd-hc")
+    env.push("hc", marker="sick")
+
+    _, rows, err = env.autoupdated()
+    assert [r["Updated"] for r in rows] == ["rolled back"], err
+    wait_running(m, "systemd-hc")
+    assert image_of(m, "systemd-hc") == old
+    assert m.systemctl("is-active", unit, check=False).stdout.strip() == "active"
+
+
+def test_invalid_policy_error_is_podmans_own_text(env: Env, quadlet: Quadlet) -> None:
+    ref = env.push("badlabel")
+    env.pull("badlabel")
+    unit = quadlet.container("badlabel", ref, Label="io.containers.autoupdate=fake_x")
+    quadlet.start(unit)
+
+    p_code, _, p_err = env.podman_auto_update("--dry-run")
+    a_code, _, a_err = env.autoupdated("--dry-run")
+    expected = 'Error: invalid auto-update policy "fake_x": valid policies are ["disabled" "image" "local" "registry"]'
+    podman_lines = [ln for ln in p_err.splitlines() if ln.startswith("Error:")]
+    ours = [ln for ln in a_err.splitlines() if ln.startswith("Error:")]
+    assert podman_lines == [expected], p_err
+    assert ours == podman_lines, a_err
+    assert (a_code, p_code) == (125, 125)
+
+
+def test_side_by_side_with_podman_5_same_rows_and_same_outcome(env: Env, quadlet: Quadlet) -> None:
+    """Three plain `.container` units (registry, local, and an up-to-date one): the same dry-run
+    rows from both, then podman updates, then (with yet newer images) autoupdated updates, and
+    both report the same rows and leave the units running the new images."""
+    m = env.machine
+    for name in ("sa", "sb"):
+        env.push(name)
+        env.pull(name)
+    m.podman("tag", env.ref("sa"), "localhost/side-local:latest")
+    units = [
+        quadlet.container("sa", env.ref("sa"), AutoUpdate="registry"),
+        quadlet.container("sb", env.ref("sb"), AutoUpdate="registry"),
+        quadlet.container("sl", "localhost/side-local:latest", AutoUpdate="local"),
+    ]
+    quadlet.start(*units)
+    env.push("sa")
+    m.podman("pull", "-q", env.ref("sa"))   # a newer image for the local policy as well ...
+    m.podman("tag", env.ref("sa"), "localhost/side-local:latest")
+    env.push("sa")   # ... and one newer still in the registry
+
+    p_code, p_rows, p_err = env.podman_auto_update("--dry-run")
+    a_code, a_rows, a_err = env.autoupdated("--dry-run")
+    print("podman  --dry-run:", p_rows)
+    print("autoupd --dry-run:", a_rows)
+    assert (p_code, a_code) == (0, 0), (p_err, a_err)
+    assert a_rows == p_rows
+    assert {r["ContainerName"]: r["Updated"] for r in a_rows} == {
+        "systemd-sa": "pending", "systemd-sb": "false", "systemd-sl": "pending"}
+
+    before = {c: image_of(m, c) for c in ("systemd-sa", "systemd-sl")}
+    p_code, p_rows, p_err = env.podman_auto_update()
+    assert p_code == 0, p_err
+    for c in before:
+        wait_running(m, c)
+        assert image_of(m, c) != before[c]
+
+    # The same situation again, for autoupdated this time.
+    env.push("sa")
+    m.podman("pull", "-q", env.ref("sa"))
+    m.podman("tag", env.ref("sa"), "localhost/side-local:latest")
+    env.push("sa")
+    before = {c: image_of(m, c) for c in ("systemd-sa", "systemd-sl")}
+    a_code, a_rows, a_err = env.autoupdated()
+    print("podman  update:", p_rows)
+    print("autoupd update:", a_rows)
+    assert a_code == 0, a_err
+    assert a_rows == p_rows
+    assert {r["ContainerName"]: r["Updated"] for r in a_rows} == {
+        "systemd-sa": "true", "systemd-sb": "false", "systemd-sl": "true"}
+    for c in before:
+        wait_running(m, c)
+        assert image_of(m, c) != before[c]
+
+
+def test_quadlet_pod_with_two_containers_reports_and_restarts_as_podman_5(env: Env, quadlet: Quadlet) -> None:
+    m = env.machine
+    for name in ("pa", "pb"):
+        env.push(name)
+        env.pull(name)
+    pod_unit = quadlet.pod("duo")
+    a = quadlet.container("pa", env.ref("pa"), AutoUpdate="registry", Pod="duo.pod")
+    b = quadlet.container("pb", env.ref("pb"), AutoUpdate="registry", Pod="duo.pod")
+    quadlet.start(pod_unit, a, b)
+    env.push("pa")
+
+    p_code, p_rows, p_err = env.podman_auto_update("--dry-run")
+    a_code, a_rows, a_err = env.autoupdated("--dry-run")
+    print("podman  pod --dry-run:", p_rows)
+    print("autoupd pod --dry-run:", a_rows)
+    assert (p_code, a_code) == (0, 0), (p_err, a_err)
+    assert a_rows == p_rows
+
+    def restarts() -> dict[str, str]:
+        return {u: m.unit_property(u, "InvocationID") for u in (pod_unit, a, b)}
+
+    before_ids, before = restarts(), image_of(m, "systemd-pa")
+    a_code, a_rows, a_err = env.autoupdated()
+    assert a_code == 0, a_err
+    wait_running(m, "systemd-pa")
+    wait_running(m, "systemd-pb")
+    assert image_of(m, "systemd-pa") != before
+    ours = {u for u, inv in restarts().items() if inv != before_ids[u]}
+
+    env.push("pa")
+    before_ids = restarts()
+    p_code, p_rows2, p_err = env.podman_auto_update()
+    assert p_code == 0, p_err
+    wait_running(m, "systemd-pa")
+    wait_running(m, "systemd-pb")
+    podmans = {u for u, inv in restarts().items() if inv != before_ids[u]}
+    print("restarted by autoupdated:", sorted(ours), "by podman:", sorted(podmans))
+    assert a_rows == p_rows2
+    assert ours == podmans
