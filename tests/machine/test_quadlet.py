@@ -276,3 +276,32 @@ def test_quadlet_pod_with_two_containers_reports_and_restarts_as_podman_5(env: E
     print("restarted by autoupdated:", sorted(ours), "by podman:", sorted(podmans))
     assert a_rows == p_rows2
     assert ours == podmans
+
+
+@pytest.mark.parametrize("dependency", ["Requires", "BindsTo"])
+def test_a_dependent_units_restart_cancelled_by_its_dependencys_is_not_a_failed_update(
+    env: Env, quadlet: Quadlet, dependency: str
+) -> None:
+    """`achild` Requires=/BindsTo= `zparent`, both get an update, and their restarts run at once
+    (achild's first), so zparent's restart also restarts achild while achild's own job is queued.
+    Whether systemd merges achild's job (what systemd 257 was seen to do here) or cancels it
+    (parts/restarter.py then joins the replacing job), achild's update is not a failure."""
+    m = env.machine
+    ref = env.push("dep")
+    env.pull("dep")
+    parent = quadlet.container("zparent", ref, AutoUpdate="registry", service={"ExecStartPre": "/bin/sleep 1"})
+    child = quadlet.container(
+        "achild", ref, AutoUpdate="registry",
+        unit={dependency: parent, "After": parent}, service={"ExecStartPre": "/bin/sleep 1"},
+    )
+    quadlet.start(parent, child)
+    old = {c: m.container_id(c) for c in ("systemd-zparent", "systemd-achild")}
+    env.push("dep")
+
+    code, rows, err = env.autoupdated()
+    assert code == 0, err
+    assert {r["ContainerName"]: r["Updated"] for r in rows} == {"systemd-achild": "true", "systemd-zparent": "true"}
+    for unit, c in ((parent, "systemd-zparent"), (child, "systemd-achild")):
+        quadlet.wait_active(unit)
+        wait_running(m, c)
+        assert m.container_id(c) != old[c]
