@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from autoupdated.adapters.history import History
-from autoupdated.adapters.journal import Journal
+from autoupdated.adapters.journal import Journal, PodmanEvents
 from autoupdated.adapters.podman import Podman, default_url
 from autoupdated.adapters.registry.authfile import load_credentials
 from autoupdated.adapters.registry.client import RegistryClient
@@ -55,6 +55,7 @@ def real_adapters(options: Options, history: History | None = None) -> Adapters:
         history=history,
         failed_units=failed_units,
         units=bus,
+        events=PodmanEvents(),
         closers=closers,
     )
 

@@ -103,6 +103,12 @@ class FailedUnitsPort(Protocol):
     async def find(self, skip_units: set[str]) -> list[ContainerInfo]: ...
 
 
+class EventsPort(Protocol):
+    """podman's event log: each run is recorded as podman records its own (`podman events`)."""
+
+    def system_event(self, status: str) -> None: ...
+
+
 @dataclass
 class Adapters:
     """The engine's view of the outside world; autoupdated/wiring.py builds the real ones."""
@@ -116,6 +122,7 @@ class Adapters:
     history: HistoryPort | None = None
     failed_units: FailedUnitsPort | None = None
     units: UnitsPort | None = None
+    events: EventsPort | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:

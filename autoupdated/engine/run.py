@@ -94,6 +94,9 @@ class Engine:
             tasks = [task for tasks in self.units.values() for task in tasks]
             if not self.options.dry_run:
                 await self.connect_bus()
+            if self.a.events is not None:
+                # As podman: once there is something to do, before anything is checked (dry runs too).
+                self.a.events.system_event("auto-update")
             await self.check(tasks)
             if self.options.dry_run:
                 for task in tasks:

@@ -305,3 +305,26 @@ def test_a_dependent_units_restart_cancelled_by_its_dependencys_is_not_a_failed_
         quadlet.wait_active(unit)
         wait_running(m, c)
         assert m.container_id(c) != old[c]
+
+
+def test_each_run_is_a_system_auto_update_event_in_podman_events_as_podmans_own(env: Env, quadlet: Quadlet) -> None:
+    m = env.machine
+    ref = env.push("ev")
+    env.pull("ev")
+    quadlet.start(quadlet.container("ev", ref, AutoUpdate="registry"))
+    since = m.run("date", "+%Y-%m-%dT%H:%M:%S%:z").stdout.strip()
+    time.sleep(1)
+
+    def system_events() -> list[dict[str, str]]:
+        r = m.podman("events", "--since", since, "--filter", "type=system", "--stream=false", "--format", "json")
+        return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+    env.podman_auto_update("--dry-run")
+    podmans = system_events()
+    assert [(e["Type"], e["Status"]) for e in podmans] == [("system", "auto-update")]
+    code, _, err = env.autoupdated("--dry-run")
+    assert code == 0, err
+    both = system_events()
+    print("podman events:", both)
+    assert [(e["Type"], e["Status"]) for e in both] == [("system", "auto-update")] * 2
+    assert set(both[1]) == set(podmans[0])   # the same keys: podman reads ours as its own

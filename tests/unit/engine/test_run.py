@@ -394,3 +394,30 @@ async def test_a_configured_platform_wins_and_nothing_is_inspected():
         engine.Options(dry_run=True, platform=chosen, **FAST), adapters=adapters(podman, comparer, puller, restarter)
     )
     assert comparer.platforms == {IMG_A: chosen} and podman.inspected == []
+
+
+class Events:
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def system_event(self, status: str) -> None:
+        self.written.append(status)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+async def test_a_run_with_something_to_do_writes_podmans_auto_update_event_once(dry_run):
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_B))
+    events = Events()
+    run_adapters = adapters(podman, comparer, puller, restarter)
+    run_adapters.events = events
+    await engine.run(engine.Options(dry_run=dry_run, **FAST), adapters=run_adapters)
+    assert events.written == ["auto-update"]
+
+
+async def test_a_run_with_nothing_labelled_writes_no_event():
+    podman, comparer, puller, restarter = world(container(1, IMG_A, policy=None))
+    events = Events()
+    run_adapters = adapters(podman, comparer, puller, restarter)
+    run_adapters.events = events
+    await engine.run(engine.Options(**FAST), adapters=run_adapters)
+    assert events.written == []
