@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -328,3 +329,81 @@ def test_each_run_is_a_system_auto_update_event_in_podman_events_as_podmans_own(
     print("podman events:", both)
     assert [(e["Type"], e["Status"]) for e in both] == [("system", "auto-update")] * 2
     assert set(both[1]) == set(podmans[0])   # the same keys: podman reads ours as its own
+
+
+@pytest.fixture
+def second_registry(env: Env, tmp_path: Path) -> Iterator[Registry]:
+    registry = Registry(tmp_path / "mirror").start()
+    env.machine.trust_registry(registry.host_port, insecure=True)
+    try:
+        yield registry
+    finally:
+        env.machine.untrust_registry(registry.host_port)
+        registry.stop()
+
+
+def _registries_conf(m: Machine, text: str) -> Iterator[None]:
+    path = "/etc/containers/registries.conf.d/60-test-remap.conf"
+    m.write(path, text)
+    m.systemctl("stop", "podman.service", check=False)   # the service reads registries.conf once
+    try:
+        yield
+    finally:
+        m.run("rm", "-f", path)
+        m.systemctl("stop", "podman.service", check=False)
+
+
+def test_a_prefix_remapped_in_registries_conf_is_checked_where_podman_pulls_it_from(
+    env: Env, quadlet: Quadlet
+) -> None:
+    m = env.machine
+    conf = (f'[[registry]]\nprefix = "remap.test/team"\nlocation = "{env.registry.host_port}/team"\n'
+            "insecure = true\n")
+    for _ in _registries_conf(m, conf):
+        env.push("team/app")
+        m.podman("pull", "-q", "remap.test/team/app:latest")   # remap.test has no address: A serves it
+        unit = quadlet.container("remapped", "remap.test/team/app:latest", AutoUpdate="registry")
+        quadlet.start(unit)
+        old = image_of(m, "systemd-remapped")
+        env.push("team/app")
+
+        _, p_rows, p_err = env.podman_auto_update("--dry-run")
+        code, a_rows, a_err = env.autoupdated("--dry-run")
+        assert code == 0, a_err
+        assert a_rows == p_rows == [{"Unit": unit, "ContainerName": "systemd-remapped", "Policy": "registry",
+                                     "Updated": "pending"}], (p_err, a_err)
+        code, a_rows, a_err = env.autoupdated()
+        assert code == 0 and [r["Updated"] for r in a_rows] == ["true"], a_err
+        wait_running(m, "systemd-remapped")
+        assert image_of(m, "systemd-remapped") != old
+
+
+def test_a_mirror_is_asked_first_and_its_primary_when_the_mirror_is_down_as_podman_does(
+    env: Env, quadlet: Quadlet, second_registry: Registry
+) -> None:
+    m = env.machine
+    primary, mirror = env.registry.host_port, second_registry.host_port
+    conf = (f'[[registry]]\nlocation = "{primary}"\ninsecure = true\n'
+            f'[[registry.mirror]]\nlocation = "{mirror}"\ninsecure = true\n')
+    for _ in _registries_conf(m, conf):
+        first = env.builder.build("good", f"mir-{next(_counter)}")
+        for host in (primary, mirror):
+            env.builder.push(first, f"{host}/mir:latest")
+        env.pull("mir")
+        unit = quadlet.container("mir", env.ref("mir"), AutoUpdate="registry")
+        quadlet.start(unit)
+        # A newer image on the mirror only: a pull would get it (the mirror comes first).
+        env.builder.push(env.builder.build("good", f"mir-{next(_counter)}"), f"{mirror}/mir:latest")
+
+        _, p_rows, p_err = env.podman_auto_update("--dry-run")
+        code, a_rows, a_err = env.autoupdated("--dry-run")
+        assert code == 0, a_err
+        assert [r["Updated"] for r in p_rows] == ["pending"], p_err
+        assert a_rows == p_rows
+
+        second_registry.stop()   # the mirror is down: the primary answers, with the old image
+        _, p_rows, p_err = env.podman_auto_update("--dry-run")
+        code, a_rows, a_err = env.autoupdated("--dry-run")
+        assert code == 0, a_err
+        assert [r["Updated"] for r in p_rows] == ["false"], p_err
+        assert a_rows == p_rows
