@@ -20,6 +20,7 @@ from tests.harness.images import ImageBuilder
 from tests.harness.machine import Machine
 from tests.harness.quadlet import Quadlet
 from tests.harness.registry import Registry
+from tests.harness.registry_fixtures import AUTH_PASSWORD, AUTH_USER
 
 pytestmark = [pytest.mark.machine, pytest.mark.debian13]
 
@@ -407,3 +408,38 @@ def test_a_mirror_is_asked_first_and_its_primary_when_the_mirror_is_down_as_podm
         assert code == 0, a_err
         assert [r["Updated"] for r in p_rows] == ["false"], p_err
         assert a_rows == p_rows
+
+
+def test_credentials_from_a_cred_helper_in_the_auth_file_as_podman_uses_them(
+    env: Env, quadlet: Quadlet, auth_registry: Registry
+) -> None:
+    m = env.machine
+    host = auth_registry.host_port
+    m.trust_registry(host, insecure=True)
+    m.systemctl("stop", "podman.service", check=False)
+    # A helper as docker-credential-* helpers are: registry on stdin, JSON on stdout.
+    m.write("/usr/local/bin/docker-credential-sbtest",
+            "#!/bin/sh\nread -r registry\necho \"$registry\" >> /run/sbtest-asked\n"
+            f'printf \'{{"ServerURL": "%s", "Username": "{AUTH_USER}", "Secret": "{AUTH_PASSWORD}"}}\' "$registry"\n',
+            mode=0o755)
+    m.write("/root/helper-auth.json", json.dumps({"credHelpers": {host: "sbtest"}}))
+    ref = f"{host}/helped:latest"
+    creds = (AUTH_USER, AUTH_PASSWORD)
+    try:
+        env.builder.push(env.builder.build("good", f"helped-{next(_counter)}"), ref, creds)
+        m.podman("pull", "-q", "--authfile=/root/helper-auth.json", ref)
+        unit = quadlet.container("helped", ref, AutoUpdate="registry",
+                                 Label="io.containers.autoupdate.authfile=/root/helper-auth.json")
+        quadlet.start(unit)
+        env.builder.push(env.builder.build("good", f"helped-{next(_counter)}"), ref, creds)
+
+        _, p_rows, p_err = env.podman_auto_update("--dry-run")
+        code, a_rows, a_err = env.autoupdated("--dry-run")
+        assert code == 0, a_err
+        assert [r["Updated"] for r in p_rows] == ["pending"], p_err
+        assert a_rows == p_rows
+        assert host in m.read("/run/sbtest-asked").split()
+        assert AUTH_PASSWORD not in a_err
+    finally:
+        m.run("rm", "-f", "/usr/local/bin/docker-credential-sbtest", "/root/helper-auth.json", "/run/sbtest-asked")
+        m.untrust_registry(host)
