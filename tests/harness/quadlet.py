@@ -195,8 +195,18 @@ def add_user(machine: Machine, name: str) -> User:
     machine.run("useradd", "-m", "-s", "/bin/sh", name)
     uid = int(machine.run("id", "-u", name).stdout)
     home = f"/home/{name}"
-    machine.run("loginctl", "enable-linger", name)
+    r = machine.run("loginctl", "enable-linger", name, check=False)
+    if r.returncode != 0:
+        # Seen here: "Could not enable linger: Protocol driver not attached" when run through
+        # nsenter (no login session logind knows). Lingering is a flag file that logind reads
+        # at boot, plus the user manager it starts: do both.
+        machine.run("mkdir", "-p", "/var/lib/systemd/linger")
+        machine.run("touch", f"/var/lib/systemd/linger/{name}")
+        machine.systemctl("start", f"user@{uid}.service", timeout=60)
     machine.wait_active(f"user@{uid}.service", timeout=30)
+    # Quadlet's user units wait (podman-user-wait-network-online.service) for the system's
+    # network-online.target, which nothing pulls in on this machine.
+    machine.systemctl("start", "network-online.target")
     conf = machine.read("/etc/containers/containers.conf")
     machine.write(f"{home}/.config/containers/containers.conf", conf)
     machine.run("chown", "-R", f"{uid}:{uid}", f"{home}/.config")
