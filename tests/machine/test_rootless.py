@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.harness.daemon import REPO, UNIT, install, uninstall
 from tests.harness.images import ImageBuilder
 from tests.harness.machine import VENV_PYTHON, Machine
 from tests.harness.quadlet import Quadlet, User, add_user
@@ -93,3 +95,45 @@ def test_a_rootless_quadlet_unit_is_checked_and_updated_as_its_user_like_podman(
     assert new != old
     # The root's podman saw nothing of it: the user's own store and systemd did the work.
     assert q.machine.podman("ps", "-q", "--filter", "name=systemd-rweb").stdout.strip() == ""
+
+
+def test_the_daemon_as_a_user_service_updates_the_users_quadlet_unit(
+    rootless: Quadlet, registry: Registry, image_builder: ImageBuilder
+) -> None:
+    """systemd/user/autoupdated.service as shipped, in the lingering user's manager (only
+    ExecStart= pointed at the machine's install), on a fast schedule."""
+    q, m = rootless, rootless.machine
+    assert q.user is not None
+    home = q.user.home
+    ref = push(image_builder, registry, "rootless-daemon")
+    q.podman("pull", "-q", ref)
+    unit = q.container("rdaemon", ref, AutoUpdate="registry")
+    q.start(unit)
+    old = q.podman("inspect", "--format", "{{.Image}}", "systemd-rdaemon").stdout.strip()
+    push(image_builder, registry, "rootless-daemon")
+
+    install(m)
+    user_units = f"{home}/.config/systemd/user"
+    files = [f"{user_units}/{UNIT}", f"{user_units}/{UNIT}.d/10-test.conf",
+             f"{home}/.config/autoupdated/autoupdated.toml"]
+    m.write(files[0], (REPO / "systemd" / "user" / UNIT).read_text())
+    m.write(files[1], "[Service]\nExecStart=\nExecStart=/usr/local/bin/autoupdated run\n")
+    m.write(files[2], 'randomized_delay = 0\nschedule = "every 3s"\n')
+    m.run("chown", "-R", f"{q.user.uid}:{q.user.uid}", f"{home}/.config")
+    try:
+        q.systemctl("daemon-reload")
+        q.systemctl("enable", "--now", UNIT, timeout=60)
+        deadline = time.monotonic() + 90
+        new = old
+        while time.monotonic() < deadline and new == old:
+            time.sleep(1)
+            r = q.podman("inspect", "--format", "{{.Image}}", "systemd-rdaemon", check=False)
+            new = r.stdout.strip() if r.returncode == 0 else old
+        assert new != old, q.report(UNIT)
+        assert q.systemctl("is-active", UNIT, check=False).stdout.strip() == "active", q.report(UNIT)
+        q.wait_active(unit)
+    finally:
+        q.systemctl("disable", "--now", UNIT, check=False, timeout=120)
+        m.run("rm", "-rf", *files, f"{user_units}/{UNIT}.d")
+        q.systemctl("daemon-reload", check=False)
+        uninstall(m)
