@@ -24,10 +24,17 @@ import pytest
 
 from tests.harness import procs
 from tests.harness.images import ImageBuilder
-from tests.harness.machine import Machine, reap_stale_machines, rootfs_tarball
+from tests.harness.machine import PLATFORMS, Machine, reap_stale_machines, rootfs_tarball
 from tests.harness.podman_host import PodmanService
 
 _SUMMARY: list[str] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--machine-platform", choices=PLATFORMS, default="bookworm",
+        help="the platform the `machine` fixture boots (the Debian 13 tests use `machine13` whatever this says)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -77,8 +84,9 @@ def _boot(platform: str) -> Machine:
 
 
 @pytest.fixture(scope="session")
-def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
-    m = _boot("bookworm")
+def machine(request: pytest.FixtureRequest) -> Iterator[Machine]:
+    """Debian 12 unless `--machine-platform` says otherwise (the suite's second lane)."""
+    m = _boot(request.config.getoption("--machine-platform"))
     try:
         yield m
     finally:
