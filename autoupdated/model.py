@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 AUTOUPDATE_LABEL = "io.containers.autoupdate"
@@ -40,6 +41,11 @@ class Platform:
     def __str__(self) -> str:
         text = f"{self.os}/{self.architecture}"
         return f"{text}/{self.variant}" if self.variant else text
+
+
+# Where the platform to compare an index against comes from when it is only needed then: the
+# local image's own os/architecture/variant, looked up (podman inspect) on first use.
+PlatformSource = Callable[[], Awaitable[Platform]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from autoupdated.adapters.controlstore import ControlStore
 from autoupdated.adapters.history import History
 from autoupdated.adapters.hooks import HookRunner
-from autoupdated.adapters.journal import Journal
+from autoupdated.adapters.journal import Journal, PodmanEvents
 from autoupdated.adapters.podman import Podman, default_url
 from autoupdated.adapters.registry.authfile import load_credentials
 from autoupdated.adapters.registry.client import RegistryClient
@@ -65,6 +65,7 @@ def real_adapters(options: Options, history: History | None = None) -> Adapters:
         control_store=store,
         tags=client,
         image_age=client,
+        events=PodmanEvents(),
         closers=closers,
     )
 

@@ -218,11 +218,14 @@ def _own_cgroup(controller: str) -> str | None:
 class BenchEnv:
     """Registry (+ token service) behind latency proxies, an image builder, a booted machine."""
 
-    def __init__(self, *, delay: float = 0.030, auth: str = "token", workdir: Path | None = None) -> None:
+    def __init__(
+        self, *, delay: float = 0.030, auth: str = "token", workdir: Path | None = None, platform: str = "bookworm"
+    ) -> None:
         if auth not in ("token", "none"):
             raise ValueError(f"auth must be 'token' or 'none', not {auth!r}")
         self.delay = delay
         self.auth = auth
+        self.platform = platform   # the machine's: bookworm (podman 4.3) or trixie (podman 5.4)
         # Short: podman's runroot path must stay under 50 characters.
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="aub-", dir="/tmp"))
         self.tokens: _ProxiedTokenServer | None = None
@@ -255,7 +258,7 @@ class BenchEnv:
     def boot_machine(self) -> Machine:
         """A fresh machine that trusts the proxy (plain HTTP) and caches bytecode."""
         assert self.proxy is not None
-        machine = Machine.boot()
+        machine = Machine.boot(platform=self.platform)
         machine.trust_registry(self.proxy.host_port, insecure=True)
         machine.run("mkdir", "-p", PYCACHE)
         self.machine = machine

@@ -30,11 +30,13 @@ from typing import Any
 
 from benchmarks import measure
 from benchmarks.environment import AUTOUPDATED_ENV, BenchEnv, Fleet
+from tests.harness.machine import PLATFORMS
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 FORMAT = "{{.Unit}},{{.Container}},{{.Updated}}"
 TOOLS = ("podman", "autoupdated")
+PLATFORM_TITLES = {"bookworm": "Debian 12 (podman 4.3)", "trixie": "Debian 13 (podman 5.4)"}
 SCENARIOS = ("startup", "a", "b", "c", "daemon")
 DEFAULT_SCENARIOS = ("startup", "a", "b", "daemon")
 TARGETS = {"a": 15.0, "b": 5.0, "c": 5.0}
@@ -121,7 +123,7 @@ class Scenario:
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.env = BenchEnv(delay=args.delay_ms / 1000, auth=args.auth)
+        self.env = BenchEnv(delay=args.delay_ms / 1000, auth=args.auth, platform=args.platform)
         self.log_lines: list[str] = []
         self.au_args: list[str] = shlex.split(args.autoupdated_args)
 
@@ -522,7 +524,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--autoupdated-args", default="", help="extra arguments for `autoupdated check`")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/<time>.json)")
+    parser.add_argument(
+        "--platform",
+        default="bookworm,trixie",
+        help="comma-separated machine platforms, each benchmarked in turn: bookworm (Debian 12, podman 4.3), "
+        "trixie (Debian 13, podman 5.4); default both",
+    )
     args = parser.parse_args(argv)
+    args.platforms = [p.strip() for p in args.platform.split(",") if p.strip()]
+    if not args.platforms or set(args.platforms) - set(PLATFORMS):
+        parser.error(f"--platform takes a comma-separated list from {', '.join(PLATFORMS)}")
     args.scenarios = [s.strip() for s in args.scenario.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
@@ -537,8 +548,15 @@ def main(argv: Sequence[str] | None = None, *, write: Callable[[str], None] = pr
         print("the benchmark needs root (systemd-nspawn, nsenter, podman)", file=sys.stderr)
         return 2
     args = parse_args(argv)
-    results = Bench(args).main()
-    text = render(results)
+    per_platform: dict[str, dict[str, Any]] = {}
+    texts = []
+    for name in args.platforms:
+        args.platform = name
+        per_platform[name] = Bench(args).main()
+        texts.append(f"===== {PLATFORM_TITLES[name]}\n\n{render(per_platform[name])}")
+    # One platform: the results as they always were; several: one set per platform.
+    results = per_platform[args.platforms[0]] if len(args.platforms) == 1 else {"platforms": per_platform}
+    text = texts[0].split("\n\n", 1)[1] if len(texts) == 1 else "\n\n".join(texts)
     write(text)
     output = args.output or RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)

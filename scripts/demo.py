@@ -6,10 +6,15 @@ under a unit from `podman generate systemd --new`, installs autoupdated and runs
 `systemctl enable --now autoupdated`, pushes a new image, and shows what an admin would
 see: the unit's STATUS line, the container moving to the new image, `autoupdated status`,
 and the structured journal entries.  Everything it starts is stopped by PID at the end.
+
+On Debian 13 (`--platform trixie`, the default: podman 5.4) the container is a Quadlet
+`web.container` with `AutoUpdate=registry`; on Debian 12 (`--platform bookworm`: podman 4.3,
+no Quadlet) a unit from `podman generate systemd --new`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -21,7 +26,8 @@ sys.path.insert(0, str(REPO))
 
 from tests.harness.daemon import install  # noqa: E402
 from tests.harness.images import ImageBuilder  # noqa: E402
-from tests.harness.machine import Machine  # noqa: E402
+from tests.harness.machine import PLATFORMS, Machine  # noqa: E402
+from tests.harness.quadlet import Quadlet  # noqa: E402
 from tests.harness.registry import Registry  # noqa: E402
 
 CONFIG = """\
@@ -52,10 +58,14 @@ def wait(what: str, predicate, timeout: float = 120.0) -> None:  # type: ignore[
     raise SystemExit(f"demo: timed out waiting for {what}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--platform", choices=PLATFORMS, default="trixie")
+    platform = parser.parse_args(argv).platform
     work = Path(tempfile.mkdtemp(prefix="au-demo-", dir="/tmp"))
-    say("booting a Debian machine with systemd under systemd-nspawn")
-    machine = Machine.boot()
+    release = "Debian 13, podman 5.4" if platform == "trixie" else "Debian 12, podman 4.3"
+    say(f"booting a {release} machine with systemd under systemd-nspawn")
+    machine = Machine.boot(platform=platform)
     registry = Registry(work / "registry").start()
     builder = ImageBuilder(work / "images")
     try:
@@ -63,12 +73,21 @@ def main() -> int:
         machine.trust_registry(registry.host_port, insecure=True)
         ref = f"{registry.host_port}/demo/web:latest"
 
-        say("v1 of the image, and a container `web` running it under systemd")
         builder.push(builder.build("good", "web-v1"), ref)
         machine.podman("pull", "-q", ref)
-        unit = machine.create_service("web", ref, policy="registry")
+        if platform == "trixie":
+            say("v1 of the image, and a Quadlet web.container with AutoUpdate=registry running it")
+            quadlet = Quadlet(machine)
+            unit = quadlet.container("web", ref, AutoUpdate="registry")
+            quadlet.start(unit)
+            name = "systemd-web"
+            show(machine, "cat", "/etc/containers/systemd/web.container")
+        else:
+            say("v1 of the image, and a container `web` running it under systemd")
+            unit = machine.create_service("web", ref, policy="registry")
+            name = "web"
         show(machine, "systemctl", "is-active", unit)
-        old = machine.container_image_id("web")
+        old = machine.container_image_id(name)
         print(f"web runs image {old[:12]}")
 
         say("installing autoupdated: systemctl enable --now autoupdated")
@@ -86,7 +105,7 @@ def main() -> int:
 
         def outcomes() -> list[dict[str, str]]:
             out = machine.run(
-                "journalctl", "-u", "autoupdated", "CONTAINER_NAME=web", "RESULT=true", "-o", "json", "--no-pager"
+                "journalctl", "-u", "autoupdated", f"CONTAINER_NAME={name}", "RESULT=true", "-o", "json", "--no-pager"
             ).stdout
             return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
@@ -94,12 +113,12 @@ def main() -> int:
         # is in the journal, not when the unit restarted.
         wait("the update's journal entry", lambda: bool(outcomes()))
         machine.wait_active(unit)
-        new = machine.container_image_id("web")
+        new = machine.container_image_id(name)
         print(f"web now runs image {new[:12]} (was {old[:12]})")
         show(machine, "autoupdated", "status")
         show(machine, "systemctl", "status", "--no-pager", "-n", "0", "autoupdated.service")
 
-        say("the journal: journalctl -u autoupdated CONTAINER_NAME=web RESULT=true -o json")
+        say(f"the journal: journalctl -u autoupdated CONTAINER_NAME={name} RESULT=true -o json")
         entries = outcomes()
         keys = (
             "MESSAGE",

@@ -2,7 +2,8 @@
 # Everything the tests need on a fresh Debian 12 machine, idempotent and fast when done:
 #   1. Debian packages (podman, registry, debootstrap, systemd-nspawn, ...), as root;
 #   2. the venv at $REPO/.venv with the project installed editable with its test extras;
-#   3. the machine rootfs tarball for the nspawn tests (scripts/build-rootfs.sh, cached).
+#   3. the machine rootfs tarballs for the nspawn tests, Debian 12 and Debian 13
+#      (scripts/build-rootfs.sh bookworm|trixie, cached).
 # Run as root. Set AUTOUPDATED_SKIP_ROOTFS=1 to skip step 3.
 set -euo pipefail
 
@@ -79,6 +80,7 @@ if [[ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]] ||
 fi
 
 if [[ $(id -u) -eq 0 && "${AUTOUPDATED_SKIP_ROOTFS:-}" != 1 ]]; then
-    bash "$REPO/scripts/build-rootfs.sh" >/dev/null
+    bash "$REPO/scripts/build-rootfs.sh" bookworm >/dev/null
+    bash "$REPO/scripts/build-rootfs.sh" trixie >/dev/null
 fi
 log "ready in $(($(date +%s) - START)) s"

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 
 from autoupdated import engine
 from autoupdated.controls.model import Hook, HookResult, Waiting
-from autoupdated.model import CheckResult, ContainerInfo, ContainerState, Credentials, ImageInfo, Platform
+from autoupdated.model import (
+    CheckResult,
+    ContainerInfo,
+    ContainerState,
+    Credentials,
+    ImageInfo,
+    Platform,
+    PlatformSource,
+)
 from autoupdated.reference import Reference
 
 
@@ -50,6 +58,7 @@ class FakePodman:
 
     containers: list[ContainerInfo]
     images_by_id: dict[str, ImageInfo] = field(default_factory=dict)
+    inspected: list[str] = field(default_factory=list)
     local_names: dict[str, str] = field(default_factory=dict)
     infra: dict[str, dict[str, str]] = field(default_factory=dict)
     tags: list[tuple[str, str]] = field(default_factory=list)
@@ -107,6 +116,10 @@ class FakePodman:
     async def images(self) -> dict[str, ImageInfo]:
         return dict(self.images_by_id)
 
+    async def image(self, name_or_id: str) -> ImageInfo:
+        self.inspected.append(name_or_id)
+        return self.images_by_id[name_or_id]
+
     async def image_id(self, name: str) -> str:
         if name not in self.local_names:
             raise LookupError(f"{name}: image not known")
@@ -122,14 +135,24 @@ class FakeComparer:
     remote: dict[str, str]  # reference -> remote digest
     errors: dict[str, Exception] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    # References whose remote is an index: the platform is resolved and recorded for them.
+    indexes: set[str] = field(default_factory=set)
+    platforms: dict[str, Platform] = field(default_factory=dict)
 
     async def check(
-        self, ref: Reference, *, credentials: Credentials | None, platform: Platform, local_digests: frozenset[str]
+        self,
+        ref: Reference,
+        *,
+        credentials: Credentials | None,
+        platform: Platform | PlatformSource,
+        local_digests: frozenset[str],
     ) -> CheckResult:
         self.calls.append(str(ref))
         await asyncio.sleep(0)
         if str(ref) in self.errors:
             raise self.errors[str(ref)]
+        if str(ref) in self.indexes:
+            self.platforms[str(ref)] = platform if isinstance(platform, Platform) else await platform()
         digest = self.remote[str(ref)]
         return CheckResult(digest not in local_digests, digest)
 

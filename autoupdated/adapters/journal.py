@@ -16,6 +16,7 @@ import socket
 import struct
 import sys
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 from autoupdated.model import Entry, Status
@@ -92,6 +93,31 @@ def outcome_entry(entry: Entry) -> tuple[str, int, dict[str, object]]:
         "ERROR": entry.error or "",
     }
     return message, _OUTCOME_PRIORITY.get(entry.updated, INFO), fields
+
+
+def podman_system_event(status: str, now: datetime) -> tuple[str, int, dict[str, object]]:
+    """A `system` event as podman's journald event writer records it (libpod/events/
+    journal_linux.go), so `podman events --filter type=system` lists it; send it with
+    SYSLOG_IDENTIFIER=podman, which is what podman's reader matches."""
+    go_time = now.strftime("%Y-%m-%d %H:%M:%S.%f %z %Z")
+    fields: dict[str, object] = {
+        "PODMAN_EVENT": status,
+        "PODMAN_TYPE": "system",
+        "PODMAN_TIME": now.isoformat(timespec="microseconds"),   # RFC 3339 with a UTC offset
+    }
+    return f"{go_time} system {status}", INFO, fields
+
+
+class PodmanEvents:
+    """The engine's EventsPort: podman's journald event log (nothing when journald is absent)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.journal = Journal(path, identifier="podman")
+
+    def system_event(self, status: str) -> None:
+        message, priority, fields = podman_system_event(status, datetime.now().astimezone())
+        self.journal.send(message, priority=priority, fields=fields)
+        self.journal.close()
 
 
 def _encode(key: str, value: str) -> bytes:

@@ -22,6 +22,7 @@ from autoupdated.model import (
     ImageInfo,
     IntentRecord,
     Platform,
+    PlatformSource,
     UnitState,
 )
 from autoupdated.reference import Reference
@@ -31,6 +32,7 @@ class PodmanPort(Protocol):
     async def labelled_containers(self) -> list[ContainerInfo]: ...
     async def pod_infra_labels(self, pod_id: str) -> dict[str, str]: ...
     async def images(self) -> dict[str, ImageInfo]: ...
+    async def image(self, name_or_id: str) -> ImageInfo: ...
     async def image_id(self, name: str) -> str: ...
     async def tag(self, image_id: str, name: str) -> None: ...
     async def container_state(self, name: str) -> ContainerState | None: ...
@@ -44,7 +46,12 @@ class StoppedContainersPort(Protocol):
 
 class ComparerPort(Protocol):
     async def check(
-        self, ref: Reference, *, credentials: Credentials | None, platform: Platform, local_digests: frozenset[str]
+        self,
+        ref: Reference,
+        *,
+        credentials: Credentials | None,
+        platform: Platform | PlatformSource,
+        local_digests: frozenset[str],
     ) -> CheckResult: ...
 
 
@@ -127,6 +134,10 @@ class TagListerPort(Protocol):
     """A repository's tags (GET /v2/<name>/tags/list, every page): the registry client."""
 
     async def list_tags(self, ref: Reference, credentials: Credentials | None) -> list[str]: ...
+class EventsPort(Protocol):
+    """podman's event log: each run is recorded as podman records its own (`podman events`)."""
+
+    def system_event(self, status: str) -> None: ...
 
 
 @dataclass
@@ -146,6 +157,7 @@ class Adapters:
     control_store: ControlStorePort | None = None
     tags: TagListerPort | None = None
     image_age: ImageAgePort | None = None
+    events: EventsPort | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:

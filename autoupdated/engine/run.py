@@ -26,7 +26,17 @@ from autoupdated.engine.ports import Adapters
 from autoupdated.engine.task import Task
 from autoupdated.engine.unit import UnitUpdater
 from autoupdated.errors import BusUnavailable, NoSuchObject, PodmanError, RunError
-from autoupdated.model import AUTHFILE_LABEL, ContainerInfo, ImageInfo, Platform, Policy, RunResult, Status
+from autoupdated.model import (
+    AUTHFILE_LABEL,
+    UNIT_LABEL,
+    ContainerInfo,
+    ImageInfo,
+    Platform,
+    PlatformSource,
+    Policy,
+    RunResult,
+    Status,
+)
 from autoupdated.parts.digest import local_update_available
 from autoupdated.parts.policy import PolicyError, container_policy, missing_unit_error, unit_for
 from autoupdated.reference import ReferenceError, parse_for_autoupdate
@@ -69,6 +79,7 @@ class Engine:
         self.controls = ControlsStep(
             options, adapters.control_store, adapters.hooks, self.notes, adapters.tags, adapters.image_age
         )
+        self._platforms: dict[str, asyncio.Future[Platform]] = {}
 
     @property
     def result(self) -> RunResult:
@@ -87,6 +98,9 @@ class Engine:
             tasks = [task for tasks in self.units.values() for task in tasks]
             if not self.options.dry_run:
                 await self.connect_bus()
+            if self.a.events is not None:
+                # As podman: once there is something to do, before anything is checked (dry runs too).
+                self.a.events.system_event("auto-update")
             await self.check(tasks)
             await self.controls.decide(self.units, platform=self.options.platform or host_platform())
             await self.controls.discover_tags(self.units)
@@ -114,16 +128,19 @@ class Engine:
         for container in sorted(containers, key=lambda c: c.name):
             if container.state and container.state != "running":
                 continue
+            # The operator's filters come before the label is validated: a container left out
+            # of the run cannot fail it.
+            if self.excluded_container(container.name):
+                continue
             try:
                 policy = container_policy(container)
             except PolicyError as err:
-                self.notes.error(f'auto-updating container "{container.id}": {err}')
+                if not container.pod_id and self.excluded_unit(container.labels.get(UNIT_LABEL)):
+                    continue
+                # podman's assembleTasks appends LookupPolicy's error as it is, unwrapped.
+                self.notes.error(str(err))
                 continue
             if policy is None or policy is Policy.DISABLED:
-                continue
-            if self.options.include_containers and not _matches(container.name, self.options.include_containers):
-                continue
-            if _matches(container.name, self.options.exclude_containers):
                 continue
             infra_labels: dict[str, str] | None = None
             if container.pod_id:
@@ -143,12 +160,20 @@ class Engine:
             if not unit:
                 self.notes.error(missing_unit_error(container))
                 continue
-            if self.options.include_units and not _matches(unit, self.options.include_units):
-                continue
-            if _matches(unit, self.options.exclude_units):
+            if self.excluded_unit(unit):
                 continue
             authfile = container.labels.get(AUTHFILE_LABEL, self.options.authfile)
             self.units.setdefault(unit, []).append(Task(container, policy, unit, authfile))
+
+    def excluded_container(self, name: str) -> bool:
+        include, exclude = self.options.include_containers, self.options.exclude_containers
+        return bool(include and not _matches(name, include)) or _matches(name, exclude)
+
+    def excluded_unit(self, unit: str | None) -> bool:
+        if unit is None:
+            return False
+        include, exclude = self.options.include_units, self.options.exclude_units
+        return bool(include and not _matches(unit, include)) or _matches(unit, exclude)
 
     async def assemble_failed_units(self) -> None:
         """Opt-in (update_failed_units, podman issue #28925): a unit that failed or crash-loops has
@@ -171,10 +196,9 @@ class Engine:
             images = await self.a.podman.images()
         except Exception as err:
             raise RunError(f"listing local images: {err}") from None
-        platform = self.options.platform or host_platform()
-        await asyncio.gather(*(self.check_task(task, images, platform) for task in tasks))
+        await asyncio.gather(*(self.check_task(task, images) for task in tasks))
 
-    async def check_task(self, task: Task, images: dict[str, ImageInfo], platform: Platform) -> None:
+    async def check_task(self, task: Task, images: dict[str, ImageInfo]) -> None:
         cid = task.container.id
         task.image = images.get(task.container.image_id)
         if task.image is None:
@@ -184,7 +208,7 @@ class Engine:
             return
         try:
             if task.policy is Policy.REGISTRY:
-                available = await self.registry_update_available(task, platform)
+                available = await self.registry_update_available(task, self.platform_for(task.container.image_id))
             else:
                 available = await self.local_update_available(task, images)
         except Exception as err:
@@ -193,7 +217,29 @@ class Engine:
         task.prepared = available and not self.ledger.held(task)
         task.status = Status.NOT_UPDATED
 
-    async def registry_update_available(self, task: Task, platform: Platform) -> bool:
+    def platform_for(self, image_id: str) -> Platform | PlatformSource:
+        """The platform an index is compared for: the operator's, else the local image's own
+        (podman's HasDifferentDigest), inspected once per image and only when needed."""
+        if self.options.platform is not None:
+            return self.options.platform
+
+        async def source() -> Platform:
+            future = self._platforms.get(image_id)
+            if future is None:
+                future = self._platforms[image_id] = asyncio.ensure_future(self.image_platform(image_id))
+            return await asyncio.shield(future)
+
+        return source
+
+    async def image_platform(self, image_id: str) -> Platform:
+        try:
+            return (await self.a.podman.image(image_id)).platform
+        except Exception as err:
+            platform = host_platform()
+            self.notes.warn(f"inspecting image {image_id[:12]} for its platform: {err}; comparing for {platform}")
+            return platform
+
+    async def registry_update_available(self, task: Task, platform: Platform | PlatformSource) -> bool:
         assert task.image is not None
         ref = parse_for_autoupdate(task.raw_image)
         task.reference = ref

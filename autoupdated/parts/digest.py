@@ -4,7 +4,10 @@
 `Docker-Content-Digest`; when that digest is one of the local image's digests, nothing else
 is sent.  It GETs the manifest only when the header is missing (then the exact body bytes are
 hashed) or when the tag names an index/manifest list that matches no local digest: then the
-instance a pull would pick for the local platform (containers/image rules) is compared.
+instance a pull would pick for the platform (containers/image rules) is compared. As podman's
+`HasDifferentDigest`, that platform is the local image's own os/architecture/variant, not the
+host's: the caller passes a `PlatformSource`, asked only when the remote is an index (or a fixed
+`Platform` the operator configured).
 
 Per run, every distinct question is asked once: concurrent callers for the same
 (reference, credentials, platform, local digests) share one in-flight check, HEAD results are
@@ -26,7 +29,7 @@ from typing import Protocol, TypeVar
 from autoupdated import manifest as mf
 from autoupdated.errors import RegistryError, RegistryProtocolError, RegistryServerError
 from autoupdated.manifest import ManifestBody, ManifestHead
-from autoupdated.model import CheckResult, Credentials, ImageInfo, Platform
+from autoupdated.model import CheckResult, Credentials, ImageInfo, Platform, PlatformSource
 from autoupdated.reference import Reference
 
 __all__ = ["CheckResult", "DigestComparer", "local_update_available"]
@@ -73,7 +76,10 @@ class DigestComparer:
 
     def __init__(self, client: RegistryPort) -> None:
         self.client = client
-        self._checks: dict[tuple[str, Credentials | None, Platform, frozenset[str]], asyncio.Future[CheckResult]]
+        # Platform None: the local image's own, which its digests identify.
+        self._checks: dict[
+            tuple[str, Credentials | None, Platform | None, frozenset[str]], asyncio.Future[CheckResult]
+        ]
         self._checks = {}
         self._heads: dict[tuple[str, str, Credentials | None], asyncio.Future[_Head]] = {}
         self._bodies: dict[tuple[str, str, Credentials | None], asyncio.Future[ManifestBody]] = {}
@@ -83,14 +89,16 @@ class DigestComparer:
         ref: Reference,
         *,
         credentials: Credentials | None,
-        platform: Platform,
+        platform: Platform | PlatformSource,
         local_digests: frozenset[str],
     ) -> CheckResult:
         """Is a newer image available for `ref` than any of `local_digests`?
 
+        `platform` picks the instance of an index; a `PlatformSource` is awaited only then.
         Raises RegistryError (with a message for users) when the registry cannot tell.
         """
-        key = (str(ref), credentials, platform, frozenset(local_digests))
+        fixed = platform if isinstance(platform, Platform) else None
+        key = (str(ref), credentials, fixed, frozenset(local_digests))
         return await self._shared(
             self._checks, key, lambda: self._check(ref, credentials, platform, frozenset(local_digests))
         )
@@ -118,7 +126,7 @@ class DigestComparer:
         self,
         ref: Reference,
         credentials: Credentials | None,
-        platform: Platform,
+        platform: Platform | PlatformSource,
         local_digests: frozenset[str],
     ) -> CheckResult:
         if ref.digest is not None:
@@ -142,7 +150,7 @@ class DigestComparer:
         digest: str,
         body: ManifestBody | None,
         credentials: Credentials | None,
-        platform: Platform,
+        platform: Platform | PlatformSource,
         local_digests: frozenset[str],
     ) -> CheckResult:
         """The tag (or pin) names `digest`, which no local digest matches: if it is an index,
@@ -155,6 +163,8 @@ class DigestComparer:
             raise RegistryProtocolError(f"reading {ref}: {err}") from None
         if isinstance(parsed, mf.ImageManifest):
             return CheckResult(True, digest)
+        if not isinstance(platform, Platform):
+            platform = await platform()
         try:
             instance = mf.choose_instance(parsed, platform)
         except mf.ManifestError as err:

@@ -10,6 +10,10 @@ podman. The machine shares the host's network: it reaches registries on the host
     unit = m.create_service("web", "127.0.0.1:5000/app:latest", policy="registry")
     m.autoupdated("check", "--format", "json")
     m.stop()
+
+Two platforms (`PLATFORMS`): "bookworm" (Debian 12, podman 4.3, the default) and "trixie"
+(Debian 13, podman 5.4 with Quadlet; `Machine.boot(platform="trixie")`). Quadlet units are
+made by `tests/harness/quadlet.py`.
 """
 
 from __future__ import annotations
@@ -39,15 +43,25 @@ BUILD_ROOTFS = REPO / "scripts" / "build-rootfs.sh"
 MACHINE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 UNIT_DIR = "/etc/systemd/system"
 VENV_PYTHON = "/opt/autoupdated/bin/python"
+PLATFORMS = ("bookworm", "trixie")
+# What every command run in a machine of that platform gets in its environment.
+_PLATFORM_ENV: dict[str, dict[str, str]] = {
+    "bookworm": {},
+    # podman 5 warns about cgroups v1 on every call here, polluting captured stderr.
+    "trixie": {"PODMAN_IGNORE_CGROUPSV1_WARNING": "1"},
+}
 
 
 class MachineError(RuntimeError):
     """The machine could not boot, or a unit did not reach the state asked for."""
 
 
-def rootfs_tarball(*, build: bool = True) -> Path:
-    """The cached rootfs tarball for the current recipe, built first if missing and `build`."""
-    args = ["bash", str(BUILD_ROOTFS)] + ([] if build else ["--path"])
+def rootfs_tarball(*, build: bool = True, platform: str = "bookworm") -> Path:
+    """The cached rootfs tarball of `platform` for the current recipe, built first if missing
+    and `build`."""
+    if platform not in PLATFORMS:
+        raise MachineError(f"unknown machine platform {platform!r} (known: {', '.join(PLATFORMS)})")
+    args = ["bash", str(BUILD_ROOTFS), platform] + ([] if build else ["--path"])
     out = procs.run(args, timeout=1800).stdout.strip().splitlines()
     if not out:
         raise MachineError(f"{BUILD_ROOTFS} printed no path")
@@ -84,8 +98,12 @@ class Machine:
         repo: Path = REPO,
         binds: Sequence[tuple[Path, str]] = (),
         tmpfs_size: str | None = "8g",
+        platform: str = "bookworm",
+        capabilities: Sequence[str] = (),
     ) -> None:
-        self.tarball = tarball or rootfs_tarball()
+        self.platform = platform
+        self.tarball = tarball or rootfs_tarball(platform=platform)
+        self.capabilities = list(capabilities)
         self.name = name or f"autoupdated-test-{uuid.uuid4().hex[:6]}"
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix=MACHINE_PREFIX, dir=MACHINES_DIR))
         self.root = self.workdir / "root"
@@ -169,6 +187,7 @@ class Machine:
             self.name,
             f"--bind-ro={self.repo}:/src",
             *[f"--bind={host}:{inside}" for host, inside in self.binds],
+            *[f"--capability={cap}" for cap in self.capabilities],
         ]
         env = {
             "PATH": MACHINE_PATH + ":" + os.environ.get("PATH", ""),
@@ -348,6 +367,7 @@ class Machine:
             "LANG": "C.UTF-8",
             "SYSTEMD_PAGER": "",
             "SYSTEMD_COLORS": "0",
+            **_PLATFORM_ENV[self.platform],
         }
         if env:
             full_env.update(env)

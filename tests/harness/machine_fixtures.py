@@ -1,8 +1,9 @@
 """pytest fixtures for the real components: the booted machine, test images, host podman.
 
-- `machine` (session): one booted machine for the whole session.
+- `machine` (session): one booted machine for the whole session (Debian 12, podman 4.3).
 - `machine_services` (function): the same machine; every unit, container, pod and image a
   test made is removed after it.
+- `machine13` (session): a booted Debian 13 machine (podman 5.4, Quadlet, systemd 257).
 - `image_builder` (session): builds busybox test images offline and pushes them.
 - `podman_service` (session): `unix://...` URL of a host `podman system service` over an
   isolated store; `podman_host` (session) is the `PodmanService` object itself.
@@ -23,10 +24,17 @@ import pytest
 
 from tests.harness import procs
 from tests.harness.images import ImageBuilder
-from tests.harness.machine import Machine, reap_stale_machines, rootfs_tarball
+from tests.harness.machine import PLATFORMS, Machine, reap_stale_machines, rootfs_tarball
 from tests.harness.podman_host import PodmanService
 
 _SUMMARY: list[str] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--machine-platform", choices=PLATFORMS, default="bookworm",
+        help="the platform the `machine` fixture boots (the Debian 13 tests use `machine13` whatever this says)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -58,21 +66,37 @@ def _require(tools: tuple[str, ...], what: str) -> None:
     pytest.skip(f"{what} {reason}")
 
 
-@pytest.fixture(scope="session")
-def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
+def _boot(platform: str) -> Machine:
     _require(("systemd-nspawn", "nsenter", "zstd", "tar"), "the systemd-nspawn machine")
     reaped = reap_stale_machines()
     if reaped:
         _SUMMARY.append(f"reaped machines left by dead test runs: {', '.join(reaped)}")
     t0 = time.monotonic()
-    tarball = rootfs_tarball()
+    tarball = rootfs_tarball(platform=platform)
     recipe = time.monotonic() - t0
-    m = Machine.boot(tarball)
+    m = Machine.boot(tarball, platform=platform)
     _SUMMARY.append(
-        f"machine {m.name}: rootfs ready in {recipe:.1f}s, extracted in {m.times.extract:.1f}s, "
-        f"booted in {m.times.boot:.1f}s"
+        f"machine {m.name} ({platform}): rootfs ready in {recipe:.1f}s, extracted in "
+        f"{m.times.extract:.1f}s, booted in {m.times.boot:.1f}s"
         + (f"; failed units at boot: {', '.join(m.failed_units)}" if m.failed_units else "")
     )
+    return m
+
+
+@pytest.fixture(scope="session")
+def machine(request: pytest.FixtureRequest) -> Iterator[Machine]:
+    """Debian 12 unless `--machine-platform` says otherwise (the suite's second lane)."""
+    m = _boot(request.config.getoption("--machine-platform"))
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.fixture(scope="session")
+def machine13(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
+    """Debian 13: podman 5.4 with Quadlet, systemd 257, Python 3.13."""
+    m = _boot("trixie")
     try:
         yield m
     finally:

@@ -195,7 +195,6 @@ def test_fake_policy_and_multiple_services_with_mixed_policies(env: Env, machine
         m.create_service(name, env.ref(image) if image else local_ref, policy=policy)
         names[name] = policy
     image_before = {name: m.container_image_id(name) for name in names}
-    fake_id = m.container_id("mix4")
 
     env.push("alpine2")
     env.push("busybox2")
@@ -204,9 +203,9 @@ def test_fake_policy_and_multiple_services_with_mixed_policies(env: Env, machine
     code, out, err = env.check("--rollback=false")
     assert code == 125
     assert (
-        f'Error: auto-updating container "{fake_id}": invalid auto-update policy "fake_x1": '
+        'Error: invalid auto-update policy "fake_x1": '
         'valid policies are ["disabled" "image" "local" "registry"]'
-    ) in err
+    ) in err   # podman's bare text (it names no container)
     assert err.count("Trying to pull") == 2, err
     # Exactly one pull per image from the registry, even with two containers on busybox2.
     manifest_gets = [r for r in env.registry.requests() if r.method == "GET" and "/manifests/" in r.path]

@@ -412,7 +412,8 @@ def fx(image_builder: ImageBuilder, tmp_path_factory: pytest.TempPathFactory) ->
         good = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         bad = base64.b64encode(f"{USER}:wrong-{PASSWORD}".encode()).decode()
         m.write("/root/good-auth.json", json.dumps({"auths": {auth.host_port: {"auth": good}}}), 0o600)
-        m.write("/root/bad-auth.json", json.dumps({"auths": {auth.host_port: {"auth": bad}}}), 0o600)
+        # Under the unit only root's auth-file directories are visible (ProtectHome=tmpfs + BindReadOnlyPaths=).
+        m.write("/root/.config/containers/bad-auth.json", json.dumps({"auths": {auth.host_port: {"auth": bad}}}), 0o600)
         m.write(f"{DROPIN_DIR}/50-faults.conf", "[Service]\nRestartSec=1s\n")
         m.systemctl("daemon-reload")
         fx = Faults(m, registry, auth, tls, image_builder, tmp)
@@ -474,7 +475,7 @@ def test_registry_faults_in_one_run(group: Faults) -> None:
         "denied",
         f.auth.host_port,
         "r-denied",
-        extra_args=["--label", "io.containers.autoupdate.authfile=/root/bad-auth.json"],
+        extra_args=["--label", "io.containers.autoupdate.authfile=/root/.config/containers/bad-auth.json"],
     )
     f.push("r-x509", to=f.tls)
     f.service("x509", f.tls.host_port, "r-x509")

@@ -11,8 +11,11 @@ Lookup order (containers/image pkg/docker/config, as podman uses it):
    Missing files are skipped.
 
 Within a file the most specific key wins: `host/ns/repo`, then `host/ns`, then `host`, then
-legacy URL keys like `https://host/v1/`.  Credential helpers (`credHelpers`, `credsStore`)
-are not run.
+legacy URL keys like `https://host/v1/`.  Before any of them, a `credHelpers` entry for the
+registry's host runs `docker-credential-<name> get` (the host on stdin, JSON with `Username` and
+`Secret` on stdout; `<token>` as the user name means an identity token); "credentials not
+found" moves on to the next file, as containers/image does.  `credsStore` is docker's alone:
+containers/image (so podman's pull) never runs it, and neither does this lookup.
 
 Only regular files up to 1 MiB are read (a label naming /dev/zero or a FIFO is an error, not a
 hang); `load_credentials` reads them off the event loop, with a timeout.
@@ -29,6 +32,7 @@ import json
 import logging
 import os
 import stat
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +44,9 @@ from autoupdated.reference import Reference
 __all__ = [
     "AuthFileError",
     "auth_file_chain",
+    "cred_helpers_in",
     "credentials_for",
+    "credentials_from_helper",
     "load_credentials",
     "lookup_in_document",
     "parse_auth_document",
@@ -185,6 +191,48 @@ def lookup_in_document(
     return None
 
 
+def cred_helpers_in(text: str | bytes, *, source: str) -> dict[str, str]:
+    """The `credHelpers` table of an auth file: {registry host: helper name}."""
+    try:
+        helpers = json.loads(text).get("credHelpers") or {}
+    except (ValueError, RecursionError, AttributeError):
+        return {}   # parse_auth_document reports a malformed file
+    if not isinstance(helpers, dict) or not all(isinstance(v, str) for v in helpers.values()):
+        raise AuthFileError(f'reading JSON file {source!r}: "credHelpers" is not an object of helper names')
+    return {str(k): v for k, v in helpers.items()}
+
+
+_NOT_FOUND = "credentials not found in native keychain"
+
+
+def credentials_from_helper(helper: str, registry: str, *, source: str) -> Credentials | None:
+    """`docker-credential-HELPER get` for `registry`; None when it has no credentials for it."""
+    program = f"docker-credential-{helper}"
+    where = f"credential helper {program} for {registry} (credHelpers in {source})"
+    try:
+        done = subprocess.run([program, "get"], input=registry.encode(), capture_output=True,
+                              timeout=DEFAULT_TIMEOUT, check=False)
+    except FileNotFoundError:
+        raise AuthFileError(f"{where}: {program} is not on PATH") from None
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise AuthFileError(f"{where}: {type(err).__name__}") from None
+    if done.returncode != 0:
+        said = done.stdout.decode("utf-8", "replace").strip()
+        if said == _NOT_FOUND:
+            return None
+        raise AuthFileError(f"{where}: exit status {done.returncode}")   # its output may hold secrets
+    try:
+        answer = json.loads(done.stdout)
+        user, secret = answer.get("Username", ""), answer.get("Secret", "")
+    except (ValueError, AttributeError):
+        raise AuthFileError(f"{where}: its answer is not a JSON object") from None
+    if not isinstance(user, str) or not isinstance(secret, str):
+        raise AuthFileError(f"{where}: Username and Secret must be strings")
+    if user == "<token>":
+        return Credentials(identity_token=secret) if secret else None
+    return Credentials(username=user, password=secret) if user and secret else None
+
+
 def read_auth_file(path: Path) -> bytes | None:
     """The bytes of a regular auth file, None when it does not exist.
 
@@ -262,7 +310,11 @@ def credentials_for(ref: Reference, authfile: str | None, *, home: Path | None =
                 raise AuthFileError(f"checking authfile: stat {path}: no such file or directory")
             continue
         entries = parse_auth_document(data, source=str(path), legacy=legacy)
-        found = lookup_in_document(entries, ref, source=str(path), legacy=legacy)
+        helper = None if legacy else cred_helpers_in(data, source=str(path)).get(ref.domain)
+        if helper is not None:
+            found = credentials_from_helper(helper, ref.domain, source=str(path))
+        else:
+            found = lookup_in_document(entries, ref, source=str(path), legacy=legacy)
         if found is not None:
             log.debug("using credentials for %s from %s", ref.name, path)
             return found

@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 import httpx
 
@@ -48,6 +49,7 @@ from autoupdated.secrets import Secrets, clip
 __all__ = ["DEFAULT_MAX_PER_REGISTRY", "DEFAULT_TIMEOUT", "ManifestBody", "ManifestHead", "RegistryClient"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_PER_REGISTRY = 16
@@ -134,11 +136,33 @@ class RegistryClient:
     # -- public API ----------------------------------------------------------------------
 
     async def head_manifest(self, ref: Reference, reference: str, credentials: Credentials | None) -> ManifestHead:
-        """HEAD /v2/<repo>/manifests/<reference> (tag or digest)."""
-        try:
-            return await self._head(ref, reference, credentials)
-        except RegistryError as err:
-            raise self._scrubbed(err) from None
+        """HEAD /v2/<repo>/manifests/<reference> (tag or digest), from the first of the pull's
+        sources (registries.conf mirrors, then the rewritten location) that answers."""
+        return await self._from_sources(ref, reference, lambda source: self._head(source, reference, credentials))
+
+    def sources(self, ref: Reference, reference: str) -> list[Reference]:
+        """Where a pull of `ref` looks, in order (registries.conf `prefix`/`location`, mirrors)."""
+        names = self.tls.pull_sources(f"{ref.domain}/{ref.repository}", by_digest=_digest_of(reference) is not None)
+        sources = []
+        for name in names:
+            domain, _, path = name.partition("/")
+            same = domain == ref.domain and path == ref.repository
+            sources.append(ref if same else Reference(domain, path, ref.tag, ref.digest))
+        return sources
+
+    async def _from_sources(
+        self, ref: Reference, reference: str, ask: Callable[[Reference], Awaitable[T]]
+    ) -> T:
+        """As a pull does: each source in turn until one answers; the last one's error otherwise."""
+        sources = self.sources(ref, reference)
+        for i, source in enumerate(sources):
+            try:
+                return await ask(source)
+            except RegistryError as err:
+                if i == len(sources) - 1:
+                    raise self._scrubbed(err) from None
+                log.debug("%s: source %s failed (%s); trying the next", ref, source.name, self._scrub(str(err)))
+        raise AssertionError("pull_sources is never empty")
 
     async def get_manifest(
         self,
@@ -150,10 +174,9 @@ class RegistryClient:
     ) -> ManifestBody:
         """GET the manifest; the body's digest is checked against `expected_digest` (or the
         reference when it is a digest, or the response's Docker-Content-Digest)."""
-        try:
-            return await self._get(ref, reference, credentials, expected_digest)
-        except RegistryError as err:
-            raise self._scrubbed(err) from None
+        return await self._from_sources(
+            ref, reference, lambda source: self._get(source, reference, credentials, expected_digest)
+        )
 
     async def list_tags(self, ref: Reference, credentials: Credentials | None) -> list[str]:
         """GET /v2/<name>/tags/list, following `Link: <...>; rel="next"` pages, with the same auth,

@@ -2,9 +2,13 @@
 
 * `registries.conf` (the main file, `$CONTAINERS_REGISTRIES_CONF` if set, plus every
   `registries.conf.d/*.conf` drop-in in name order): v2 `[[registry]]` tables with
-  `location`, `prefix`, `insecure`, `blocked`; or v1 `[registries.insecure]` /
+  `location`, `prefix`, `insecure`, `blocked`, `mirror-by-digest-only` and
+  `[[registry.mirror]]` (`location`, `insecure`, `pull-from-mirror`); or v1 `[registries.insecure]` /
   `[registries.block]` lists.  A drop-in's entry replaces an earlier one with the same
   prefix.  The longest matching prefix wins (`*.example.com` wildcards supported).
+  `pull_sources` is containers/image's PullSourcesFromReference: the mirrors a pull tries in
+  order, then the primary location with the prefix rewritten; the digest check asks the same
+  sources in the same order, so it compares what a pull would fetch.
 * certs.d (`/etc/containers/certs.d/<host[:port]>/`, then `/etc/docker/certs.d/...`):
   `*.crt` are extra CAs (added to the system ones), `*.cert` + `*.key` a client pair.
 
@@ -27,6 +31,7 @@ __all__ = [
     "DEFAULT_CERTS_DIRS",
     "DEFAULT_REGISTRIES_CONF",
     "DEFAULT_REGISTRIES_CONF_DIR",
+    "Mirror",
     "RegistriesConfError",
     "RegistryEntry",
     "TLSConfig",
@@ -34,6 +39,7 @@ __all__ = [
     "TLSSettings",
     "find_registry",
     "parse_registries_conf",
+    "pull_sources",
 ]
 
 DEFAULT_REGISTRIES_CONF = Path("/etc/containers/registries.conf")
@@ -50,11 +56,42 @@ class RegistriesConfError(TLSConfigError):
 
 
 @dataclass(frozen=True, slots=True)
+class Mirror:
+    location: str
+    insecure: bool = False
+    pull_from_mirror: str = "all"  # "all", "digest-only" or "tag-only"
+
+
+@dataclass(frozen=True, slots=True)
 class RegistryEntry:
     prefix: str
     location: str
     insecure: bool = False
     blocked: bool = False
+    mirrors: tuple[Mirror, ...] = ()
+    mirror_by_digest_only: bool = False
+
+
+_PULL_FROM_MIRROR = ("all", "digest-only", "tag-only")
+
+
+def _mirrors(table: dict[str, object], *, source: str) -> tuple[Mirror, ...]:
+    raw = table.get("mirror", [])
+    if not isinstance(raw, list) or not all(isinstance(m, dict) for m in raw):
+        raise RegistriesConfError(f"{source}: [[registry.mirror]] must be an array of tables")
+    mirrors = []
+    for item in raw:
+        location = item.get("location", "")
+        if not isinstance(location, str) or not location:
+            raise RegistriesConfError(f"{source}: a [[registry.mirror]] needs a location")
+        mode = item.get("pull-from-mirror", "") or "all"
+        if mode not in _PULL_FROM_MIRROR:
+            raise RegistriesConfError(
+                f"{source}: unsupported pull-from-mirror value {mode!r}; use one of {', '.join(_PULL_FROM_MIRROR)}"
+            )
+        mirrors.append(Mirror(_validate_location(location, source=source, what="mirror location"),
+                              _bool(item, "insecure", source=source), str(mode)))
+    return tuple(mirrors)
 
 
 def _validate_location(value: str, *, source: str, what: str) -> str:
@@ -110,6 +147,8 @@ def parse_registries_conf(text: str, *, source: str = "registries.conf") -> list
                 location=location,
                 insecure=_bool(table, "insecure", source=source),
                 blocked=_bool(table, "blocked", source=source),
+                mirrors=_mirrors(table, source=source),
+                mirror_by_digest_only=_bool(table, "mirror-by-digest-only", source=source),
             )
         )
     v1 = doc.get("registries")
@@ -159,6 +198,30 @@ def find_registry(entries: Sequence[RegistryEntry], reference: str) -> RegistryE
         if length > best_length:
             best, best_length = entry, length
     return best
+
+
+def _rewrite(name: str, prefix: str, location: str) -> str:
+    if prefix.startswith("*.") or not location:
+        return name   # a wildcard entry has no location: the name stays
+    return location + name[len(prefix):]
+
+
+def pull_sources(entries: Sequence[RegistryEntry], name: str, *, by_digest: bool) -> list[str]:
+    """The repositories (host/path) a pull of `name` tries, in order: the entry's mirrors that
+    serve this kind of reference, then its location (`name` itself without an entry)."""
+    entry = find_registry(entries, name)
+    if entry is None:
+        return [name]
+    sources = []
+    if by_digest or not entry.mirror_by_digest_only:
+        for mirror in entry.mirrors:
+            if (mirror.pull_from_mirror == "digest-only" and not by_digest) or (
+                mirror.pull_from_mirror == "tag-only" and by_digest
+            ):
+                continue
+            sources.append(_rewrite(name, entry.prefix, mirror.location))
+    sources.append(_rewrite(name, entry.prefix, entry.location))
+    return list(dict.fromkeys(sources))
 
 
 def _merge(base: list[RegistryEntry], updates: list[RegistryEntry]) -> list[RegistryEntry]:
@@ -265,11 +328,23 @@ class TLSConfig:
         return find_registry(self.entries, reference)
 
     def is_insecure(self, reference: str) -> bool:
-        """Whether HTTPS without verification and then plain HTTP may be used for `reference`."""
+        """Whether HTTPS without verification and then plain HTTP may be used for `reference`:
+        its own entry says so, or it is (under) a location or mirror declared insecure."""
         if self.tls_verify is not None:
             return not self.tls_verify
         entry = self.registry_entry(reference)
-        return bool(entry and entry.insecure)
+        if entry and entry.insecure:
+            return True
+        return any(
+            _match_length(reference, location) >= 0
+            for e in self.entries
+            for location, insecure in ((e.location, e.insecure), *((m.location, m.insecure) for m in e.mirrors))
+            if insecure and location and not location.startswith("*.")
+        )
+
+    def pull_sources(self, name: str, *, by_digest: bool) -> list[str]:
+        """See `pull_sources`: where a pull of `name` (host/path) looks, in order."""
+        return pull_sources(self.entries, name, by_digest=by_digest)
 
     def is_blocked(self, reference: str) -> bool:
         entry = self.registry_entry(reference)

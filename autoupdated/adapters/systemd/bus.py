@@ -104,6 +104,11 @@ class SystemdBus:
         (job,) = await self._call(messages.restart_unit(unit))
         return str(job)
 
+    async def start(self, unit: str) -> str:
+        """Queue a start job (mode "replace"); returns the job's path (a pending one it joined)."""
+        (job,) = await self._call(messages.start_unit(unit))
+        return str(job)
+
     async def job_result(self, job: str, timeout: float) -> str:  # noqa: ASYNC109 - a deadline per job
         """The job's result (`done`, `failed`, `canceled`, ...); TimeoutError after `timeout` s."""
         if job in self._early:

@@ -61,6 +61,10 @@ def restart_unit(unit: str, mode: str = "replace") -> Message:
     return new_method_call(MANAGER_ADDRESS, "RestartUnit", "ss", (unit, mode))
 
 
+def start_unit(unit: str, mode: str = "replace") -> Message:
+    return new_method_call(MANAGER_ADDRESS, "StartUnit", "ss", (unit, mode))
+
+
 def load_unit(unit: str) -> Message:
     """LoadUnit: also answers for units systemd has not loaded (GetUnit would fail)."""
     return new_method_call(MANAGER_ADDRESS, "LoadUnit", "s", (unit,))

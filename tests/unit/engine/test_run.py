@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 
 import pytest
 
 from autoupdated import engine
+from autoupdated.model import Platform
 from tests.fakes import (
     FakeComparer,
     FakePodman,
@@ -71,10 +73,28 @@ async def test_invalid_policy_is_an_error_and_the_others_still_update():
     result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
     assert statuses(result) == {"c2": "true"}
     assert result.failed
+    # podman's own text, bare: assembleTasks appends LookupPolicy's error without naming the container.
     assert result.errors == [
-        f'auto-updating container "{cid(1)}": invalid auto-update policy "fake_x": '
-        'valid policies are ["disabled" "image" "local" "registry"]'
+        'invalid auto-update policy "fake_x": valid policies are ["disabled" "image" "local" "registry"]'
     ]
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"exclude_containers": ("c1",)},
+        {"include_containers": ("c2",)},
+        {"exclude_units": ("container-c1.service",)},
+        {"include_units": ("container-c2.*",)},
+    ],
+)
+async def test_a_container_the_filters_leave_out_cannot_fail_the_run_with_a_bad_label(filters):
+    podman, comparer, puller, restarter = world(container(1, IMG_A, policy="fake_x"), container(2, IMG_A))
+    result = await engine.run(
+        engine.Options(**filters, **FAST), adapters=adapters(podman, comparer, puller, restarter)
+    )
+    assert statuses(result) == {"c2": "true"}
+    assert not result.errors and not result.failed
 
 
 async def test_disabled_empty_and_unlabelled_are_skipped_legacy_image_is_registry():
@@ -356,3 +376,50 @@ async def test_canary_unit_proves_an_image_before_the_others_restart_in_parallel
     assert min(followers) >= canary_start + 0.02 + FAST["settle_time"]
     assert max(followers) - min(followers) < 0.02
     assert restarter.max_in_flight == 3
+
+
+async def test_an_index_is_compared_for_the_platform_of_the_local_image_inspected_once():
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_A), container(3, IMG_B))
+    armv7 = Platform("linux", "arm", "v7")
+    podman.images_by_id["old"] = replace(podman.images_by_id["old"], platform=armv7)
+    comparer.indexes = {IMG_A}
+    await engine.run(engine.Options(dry_run=True, **FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert comparer.platforms == {IMG_A: armv7}
+    assert podman.inspected == ["old"]   # once for both containers; never for IMG_B (not an index)
+
+
+async def test_a_configured_platform_wins_and_nothing_is_inspected():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    comparer.indexes = {IMG_A}
+    chosen = Platform("linux", "arm64", "v8")
+    await engine.run(
+        engine.Options(dry_run=True, platform=chosen, **FAST), adapters=adapters(podman, comparer, puller, restarter)
+    )
+    assert comparer.platforms == {IMG_A: chosen} and podman.inspected == []
+
+
+class Events:
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def system_event(self, status: str) -> None:
+        self.written.append(status)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+async def test_a_run_with_something_to_do_writes_podmans_auto_update_event_once(dry_run):
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_B))
+    events = Events()
+    run_adapters = adapters(podman, comparer, puller, restarter)
+    run_adapters.events = events
+    await engine.run(engine.Options(dry_run=dry_run, **FAST), adapters=run_adapters)
+    assert events.written == ["auto-update"]
+
+
+async def test_a_run_with_nothing_labelled_writes_no_event():
+    podman, comparer, puller, restarter = world(container(1, IMG_A, policy=None))
+    events = Events()
+    run_adapters = adapters(podman, comparer, puller, restarter)
+    run_adapters.events = events
+    await engine.run(engine.Options(**FAST), adapters=run_adapters)
+    assert events.written == []

@@ -198,3 +198,45 @@ async def test_registry_without_head_support_gets(world: World, comparer: Digest
     world.fake.override[("HEAD", "/v2/app/manifests/single")] = lambda r: httpx.Response(405)
     assert await check(comparer, "registry.test/app:single", {world.single}) == CheckResult(False, world.single)
     assert [c.method for c in world.fake.calls] == ["HEAD", "GET"]
+
+
+class LocalPlatform:
+    """A PlatformSource that counts how often the local image had to be inspected."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.calls = 0
+
+    async def __call__(self) -> Platform:
+        self.calls += 1
+        return self.platform
+
+
+async def test_an_index_is_compared_for_the_local_images_platform_not_the_hosts(
+    world: World, comparer: DigestComparer
+) -> None:
+    # An arm/v7 image on this amd64 host: its own instance is the one to compare (podman's
+    # HasDifferentDigest uses the local image's os/architecture/variant).
+    source = LocalPlatform(ARMV7)
+    result = await comparer.check(
+        parse("registry.test/app:multi"), credentials=None, platform=source,
+        local_digests=frozenset({world.instances[ARMV7]}),
+    )
+    assert result == CheckResult(False, world.instances[ARMV7])
+    assert source.calls == 1
+    source = LocalPlatform(ARM64)
+    result = await comparer.check(
+        parse("registry.test/app:multi"), credentials=None, platform=source,
+        local_digests=frozenset({world.instances[AMD64]}),
+    )
+    assert result == CheckResult(True, world.instances[Platform("linux", "arm64", "v8")])
+
+
+async def test_the_local_platform_is_not_looked_up_unless_the_remote_is_an_index(
+    world: World, comparer: DigestComparer
+) -> None:
+    source = LocalPlatform(ARMV7)
+    for tag, local in (("single", {world.single}), ("single", {"sha256:" + "0" * 64}), ("multi", {world.index})):
+        await comparer.check(parse(f"registry.test/app:{tag}"), credentials=None, platform=source,
+                             local_digests=frozenset(local))
+    assert source.calls == 0

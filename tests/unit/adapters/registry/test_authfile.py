@@ -141,9 +141,11 @@ def test_chain_without_xdg_runtime_dir_uses_run_containers_uid(
     ]
 
 
-def test_empty_entry_is_a_credential_helper_marker(clean_env: Path) -> None:
-    authfile = write(clean_env / "auth.json", {"auths": {"r.example": {}}, "credHelpers": {"r.example": "x"}})
+def test_empty_entry_is_a_credential_helper_marker(helper: Path, clean_env: Path) -> None:
+    # The empty entry carries no credentials; the helper it marks is asked (and has none here).
+    authfile = write(clean_env / "auth.json", {"auths": {"r.example": {}}, "credHelpers": {"r.example": "test"}})
     assert credentials_for(parse("r.example/a:1"), str(authfile)) is None
+    assert (helper / "asked").read_text() == "r.example\n"
 
 
 @pytest.mark.parametrize(
@@ -299,3 +301,73 @@ async def test_load_credentials_reads_like_credentials_for(clean_env: Path) -> N
     with pytest.raises(AuthFileError) as info:
         await load_credentials(parse("r.example/a:1"), str(missing))
     assert str(info.value) == f"checking authfile: stat {missing}: no such file or directory"
+
+
+HELPER = """#!/bin/sh
+# docker-credential-test: answers `get` from $HELPER_ANSWERS/<registry>.json, as a real helper
+read -r registry
+[ "$1" = get ] || exit 2
+echo "$registry" >> "$HELPER_ANSWERS/asked"
+if [ -f "$HELPER_ANSWERS/$registry.fail" ]; then echo "helper broke; token $SECRET_TEXT"; exit 3; fi
+if [ ! -f "$HELPER_ANSWERS/$registry.json" ]; then echo "credentials not found in native keychain"; exit 1; fi
+cat "$HELPER_ANSWERS/$registry.json"
+"""
+
+
+@pytest.fixture
+def helper(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`docker-credential-test` on PATH; its answers go in the returned directory."""
+    bin_dir, answers = clean_env / "bin", clean_env / "answers"
+    bin_dir.mkdir()
+    answers.mkdir()
+    script = bin_dir / "docker-credential-test"
+    script.write_text(HELPER)
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("HELPER_ANSWERS", str(answers))
+    monkeypatch.setenv("SECRET_TEXT", SECRET)
+    return answers
+
+
+def test_a_cred_helper_entry_runs_the_helper_with_the_registry_on_stdin(helper: Path, clean_env: Path) -> None:
+    (helper / "reg.test:5000.json").write_text(json.dumps({"ServerURL": "reg.test:5000", "Username": "bob",
+                                                           "Secret": SECRET}))
+    authfile = write(clean_env / "auth.json", {"credHelpers": {"reg.test:5000": "test"},
+                                               "auths": {"reg.test:5000": {"auth": auth("other", "x")}}})
+    # The helper wins over an auths entry for the same registry, as in containers/image.
+    assert credentials_for(parse("reg.test:5000/ns/app:1"), str(authfile)) == Credentials("bob", SECRET)
+    assert (helper / "asked").read_text() == "reg.test:5000\n"
+
+
+def test_a_helpers_token_user_is_an_identity_token(helper: Path, clean_env: Path) -> None:
+    (helper / "reg.test.json").write_text(json.dumps({"Username": "<token>", "Secret": SECRET}))
+    authfile = write(clean_env / "auth.json", {"credHelpers": {"reg.test": "test"}})
+    assert credentials_for(parse("reg.test/app:1"), str(authfile)) == Credentials(identity_token=SECRET)
+
+
+def test_a_helper_without_credentials_moves_on_to_the_next_file(helper: Path, clean_env: Path) -> None:
+    write(clean_env / "home" / ".config" / "containers" / "auth.json", {"credHelpers": {"reg.test": "test"}})
+    write(clean_env / "home" / ".docker" / "config.json", {"auths": {"reg.test": {"auth": auth("carol", SECRET)}}})
+    assert credentials_for(parse("reg.test/app:1"), None) == Credentials("carol", SECRET)
+    assert (helper / "asked").read_text() == "reg.test\n"
+
+
+def test_a_failing_helper_is_an_error_that_names_it_and_never_quotes_its_output(
+    helper: Path, clean_env: Path
+) -> None:
+    (helper / "reg.test.fail").write_text("")
+    authfile = write(clean_env / "auth.json", {"credHelpers": {"reg.test": "test"}})
+    with pytest.raises(AuthFileError) as caught:
+        credentials_for(parse("reg.test/app:1"), str(authfile))
+    assert "docker-credential-test" in str(caught.value) and "exit status 3" in str(caught.value)
+    assert SECRET not in str(caught.value)
+    missing = write(clean_env / "auth2.json", {"credHelpers": {"reg.test": "absent"}})
+    with pytest.raises(AuthFileError, match="docker-credential-absent is not on PATH"):
+        credentials_for(parse("reg.test/app:1"), str(missing))
+
+
+def test_creds_store_is_not_run_as_containers_image_never_runs_it(helper: Path, clean_env: Path) -> None:
+    (helper / "reg.test.json").write_text(json.dumps({"Username": "bob", "Secret": SECRET}))
+    authfile = write(clean_env / "auth.json", {"credsStore": "test", "auths": {}})
+    assert credentials_for(parse("reg.test/app:1"), str(authfile)) is None
+    assert not (helper / "asked").exists()

@@ -17,6 +17,7 @@ from autoupdated.adapters.registry.tlsconfig import (
     TLSConfigError,
     find_registry,
     parse_registries_conf,
+    pull_sources,
 )
 
 
@@ -209,3 +210,56 @@ def test_parsing_never_crashes_with_anything_else(text: str, ref: str) -> None:
         return
     found = find_registry(entries, ref)
     assert found is None or found in entries
+
+
+MIRRORED = """
+[[registry]]
+prefix = "remap.test/team"
+location = "primary.test:5000/mirrored/team"
+
+[[registry.mirror]]
+location = "mirror-a.test/team"
+insecure = true
+
+[[registry.mirror]]
+location = "mirror-b.test/team"
+pull-from-mirror = "digest-only"
+
+[[registry.mirror]]
+location = "mirror-c.test/team"
+pull-from-mirror = "tag-only"
+"""
+
+
+def test_pull_sources_are_the_mirrors_for_this_kind_of_reference_then_the_rewritten_location():
+    entries = parse_registries_conf(MIRRORED)
+    assert pull_sources(entries, "remap.test/team/app", by_digest=False) == [
+        "mirror-a.test/team/app", "mirror-c.test/team/app", "primary.test:5000/mirrored/team/app"]
+    assert pull_sources(entries, "remap.test/team/app", by_digest=True) == [
+        "mirror-a.test/team/app", "mirror-b.test/team/app", "primary.test:5000/mirrored/team/app"]
+    # No entry: the name itself; a prefix that does not match at a path boundary is no match.
+    assert pull_sources(entries, "remap.test/teamx/app", by_digest=False) == ["remap.test/teamx/app"]
+
+
+def test_mirror_by_digest_only_skips_every_mirror_for_tags():
+    entries = parse_registries_conf(
+        '[[registry]]\nlocation = "quay.test"\nmirror-by-digest-only = true\n'
+        '[[registry.mirror]]\nlocation = "cache.test"\n'
+    )
+    assert pull_sources(entries, "quay.test/app", by_digest=False) == ["quay.test/app"]
+    assert pull_sources(entries, "quay.test/app", by_digest=True) == ["cache.test/app", "quay.test/app"]
+
+
+def test_a_mirror_declared_insecure_is_insecure_and_the_others_are_not(tmp_path):
+    conf = tmp_path / "registries.conf"
+    conf.write_text(MIRRORED)
+    tls = TLSConfig(registries_conf=conf, registries_conf_dirs=[], certs_dirs=[])
+    assert tls.is_insecure("mirror-a.test/team/app")
+    assert not tls.is_insecure("mirror-b.test/team/app")
+    assert not tls.is_insecure("primary.test:5000/mirrored/team/app")
+
+
+def test_a_bad_pull_from_mirror_value_names_the_file():
+    with pytest.raises(RegistriesConfError, match="pull-from-mirror"):
+        parse_registries_conf('[[registry]]\nlocation = "a.test"\n[[registry.mirror]]\nlocation = "b.test"\n'
+                              'pull-from-mirror = "sometimes"\n', source="x.conf")
