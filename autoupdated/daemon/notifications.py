@@ -53,6 +53,10 @@ def entries_of(run: Mapping[str, Any]) -> list[Entry]:
     return found
 
 
+# Seconds a stopping daemon waits for notifications under way (the unit's TimeoutStopSec leaves room).
+STOP_GRACE = 10.0
+
+
 class Notifications:
     def __init__(
         self,
@@ -86,9 +90,10 @@ class Notifications:
             self._spawn(self._send_all(wanted, ev.daemon_message(self.host, what, detail)))
 
     async def drain(self, deadline: float) -> None:
-        """Stopping: give the sends under way (the "stopping" message among them) a bounded time."""
+        """Stopping: give the sends under way (the "stopping" message among them) a bounded time,
+        at most STOP_GRACE, so stop_timeout plus this stays inside the unit's TimeoutStopSec."""
         if self._pending:
-            await asyncio.wait(list(self._pending), timeout=deadline)
+            await asyncio.wait(list(self._pending), timeout=min(deadline, STOP_GRACE))
         for task in list(self._pending):
             task.cancel()
 
