@@ -4,9 +4,11 @@ Apprise json:// and form:// to an HTTP server, mailto:// to aiosmtpd."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -275,3 +277,20 @@ async def test_notifications_wait_for_nothing_when_no_target_is_configured(start
     await run_once(h)
     await wait_for(lambda: h.daemon.runs_completed == 1)
     assert not h.daemon.notifications._pending
+
+
+async def test_an_apprise_config_file_delivers_to_the_targets_it_lists(
+    start: Starter, http: HttpReceiver, tmp_path: Path
+) -> None:
+    """Apprise users keep their targets in an apprise.yml: `config = PATH` in a [[notify]] entry."""
+    apprise_yml = tmp_path / "apprise.yml"
+    apprise_yml.write_text(f"version: 1\nurls:\n  - json://bot:{SECRET}@127.0.0.1:{http.port}/from-yaml\n")
+    fake = Scripted([[("web", Status.UPDATED, NEW, None)]])
+    toml = f'[[notify]]\nname = "from-yaml"\nconfig = "{apprise_yml}"\nevents = ["updated"]\n'
+    h = await start(toml, fake=fake)
+    await run_once(h)
+    received = await http.arrived(1)
+    assert [r.path for r in received] == ["/from-yaml"]
+    assert "UPDATED: web (container-web.service)" in received[0].json()["message"]
+    status = json.dumps(h.daemon.status())
+    assert SECRET not in status
