@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from autoupdated import engine
-from autoupdated.controls.model import Hook, HookResult, Waiting
+from autoupdated.controls.model import Hook, HookResult, HookRun, Waiting
 from autoupdated.model import (
     CheckResult,
     ContainerInfo,
@@ -264,6 +264,7 @@ class FakeControlStore:
     held: dict[str, Waiting] = field(default_factory=dict)
     tag_lists: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
     news: dict[str, list[str]] = field(default_factory=dict)
+    hook_runs: list[HookRun] = field(default_factory=list)
 
     def first_seen(self, reference: str, digest: str, now: float) -> float:
         return self.seen.setdefault((reference, digest), now)
@@ -286,6 +287,9 @@ class FakeControlStore:
 
     def new_tags(self, container: str, image: str, newer: list[str]) -> None:
         self.news[container] = list(newer)
+
+    def hook_ran(self, run: HookRun) -> None:
+        self.hook_runs.append(run)
 
 
 @dataclass

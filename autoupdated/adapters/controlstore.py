@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from autoupdated.adapters.history import BUSY_TIMEOUT_MS, _hint
-from autoupdated.controls.model import Waiting
+from autoupdated.controls.model import HookRun, Waiting
 from autoupdated.errors import HistoryError
 
 _SCHEMA = """
@@ -50,6 +50,20 @@ CREATE TABLE IF NOT EXISTS tag_lists (
     listed     REAL NOT NULL,
     tags       TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS hook_runs (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    time       TEXT NOT NULL,
+    phase      TEXT NOT NULL,
+    hook       TEXT NOT NULL,
+    container  TEXT NOT NULL,
+    unit       TEXT NOT NULL,
+    image      TEXT NOT NULL,
+    new_digest TEXT NOT NULL,
+    exit_code  INTEGER,
+    error      TEXT NOT NULL,
+    seconds    REAL NOT NULL,
+    output     TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS new_tags (
     container TEXT PRIMARY KEY,
     image     TEXT NOT NULL,
@@ -57,6 +71,8 @@ CREATE TABLE IF NOT EXISTS new_tags (
     seen      TEXT NOT NULL
 );
 """
+
+HOOK_OUTPUT = 64 * 1024  # characters of a hook's output kept in the history
 
 
 class ControlStore:
@@ -160,6 +176,39 @@ class ControlStore:
                 "INSERT OR REPLACE INTO new_tags VALUES (?, ?, ?, ?)",
                 (container, image, json.dumps(newer), datetime.now(UTC).isoformat(timespec="seconds")),
             )
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def hook_ran(self, run: HookRun) -> None:
+        """Every hook run, with its exit code and the last HOOK_OUTPUT characters it printed."""
+        with self._step("recording a hook run"):
+            self._db.execute(
+                "INSERT INTO hook_runs (time, phase, hook, container, unit, image, new_digest, exit_code, error, "
+                "seconds, output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                    run.phase,
+                    run.hook,
+                    run.container,
+                    run.unit,
+                    run.image,
+                    run.new_digest,
+                    run.exit_code,
+                    run.error,
+                    round(run.seconds, 3),
+                    run.output[-HOOK_OUTPUT:],
+                ),
+            )
+
+    def hook_runs(self, container: str | None = None) -> list[HookRun]:
+        """The recorded hook runs, oldest first (of one container when given)."""
+        sql = "SELECT phase, hook, container, unit, image, new_digest, exit_code, output, error, seconds FROM hook_runs"
+        params: tuple[str, ...] = ()
+        if container:
+            sql, params = sql + " WHERE container = ?", (container,)
+        with self._step("reading hook runs"):
+            rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
+        return [HookRun(*row) for row in rows]
 
     def newer_tags(self) -> list[dict[str, object]]:
         with self._step("reading new tags"):

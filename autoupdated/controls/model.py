@@ -102,6 +102,22 @@ class HookResult:
 
 
 @dataclass(frozen=True, slots=True)
+class HookRun:
+    """One hook run, as the history keeps it: which hook, for what, how it ended, what it printed."""
+
+    phase: str  # pre_update, post_update, on_rollback
+    hook: str
+    container: str
+    unit: str
+    image: str
+    new_digest: str
+    exit_code: int | None
+    output: str
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Waiting:
     """An update found and held (status, `autoupdated approve`, the daemon's wake-up job)."""
 

@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 
 from autoupdated.controls.decide import Decision, decide
-from autoupdated.controls.model import ControlError, Controls, Hook, Mode, Waiting
+from autoupdated.controls.model import ControlError, Controls, Hook, HookRun, Mode, Waiting
 from autoupdated.controls.resolve import resolve
 from autoupdated.controls.tags import announcement, due, newer_tags
 from autoupdated.engine.ledger import Notes
@@ -277,8 +277,31 @@ class ControlsStep:
         }
         started = time.monotonic()
         result = await self.hooks.run(hook, env)
+        seconds = time.monotonic() - started
         self.notes.progress(
-            f"{key} hook {hook.name!r} for container {task.container.name}: {result.describe()} "
-            f"({time.monotonic() - started:.1f} s)"
+            f"{key} hook {hook.name!r} for container {task.container.name}: {result.describe()} ({seconds:.1f} s)"
+        )
+        self._record(
+            HookRun(
+                key,
+                hook.name,
+                task.container.name,
+                task.unit,
+                task.raw_image,
+                task.new_digest,
+                result.exit_code,
+                result.output,
+                result.error,
+                seconds,
+            )
         )
         return None if result.ok else result.describe()
+
+    def _record(self, run: HookRun) -> None:
+        """The hook's output goes into the history too (the journal has the progress line)."""
+        if self.store is None:
+            return
+        try:
+            self.store.hook_ran(run)
+        except Exception as err:
+            self.notes.warn(f"{run.phase} hook {run.hook!r} for container {run.container}: {err}")

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from autoupdated.controls.model import Hook, HookResult, Waiting
+from autoupdated.controls.model import Hook, HookResult, HookRun, Waiting
 from autoupdated.model import (
     CheckResult,
     ContainerInfo,
@@ -120,6 +120,7 @@ class ControlStorePort(Protocol):
     def tags_listed(self, repository: str) -> tuple[float, list[str]] | None: ...
     def remember_tags(self, repository: str, tags: list[str], now: float) -> None: ...
     def new_tags(self, container: str, image: str, newer: list[str]) -> None: ...
+    def hook_ran(self, run: HookRun) -> None: ...
 
 
 class ImageAgePort(Protocol):

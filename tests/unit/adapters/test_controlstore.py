@@ -3,7 +3,7 @@ import sys
 
 from autoupdated.adapters.controlstore import ControlStore
 from autoupdated.adapters.hooks import HookRunner
-from autoupdated.controls.model import Hook, Waiting
+from autoupdated.controls.model import Hook, HookRun, Waiting
 
 
 def test_first_seen_is_kept_and_approvals_and_holds_are_cleared_when_done(tmp_path):
@@ -33,3 +33,16 @@ def test_a_hook_past_its_timeout_is_killed():
 def test_a_hook_that_cannot_start_says_so():
     result = asyncio.run(HookRunner().run(Hook("x", ("/nonexistent/hook",)), {}))
     assert result.exit_code is None and "could not start" in result.error
+
+
+def test_hook_runs_are_kept_in_the_history_database_with_their_output(tmp_path):
+    store = ControlStore(tmp_path / "history.db")
+    store.hook_ran(HookRun("post_update", "tell", "web", "web.service", "r/web:1", "sha256:n", 1, "down\n", "", 0.2))
+    dump = HookRun("pre_update", "dump", "db", "db.service", "r/db:1", "sha256:m", None, "x" * 100_000, "timeout")
+    store.hook_ran(dump)
+    again = ControlStore(tmp_path / "history.db")
+    (web,) = again.hook_runs("web")
+    assert (web.phase, web.hook, web.exit_code, web.output) == ("post_update", "tell", 1, "down\n")
+    (db,) = again.hook_runs("db")
+    assert db.exit_code is None and db.error == "timeout" and len(db.output) == 64 * 1024, "the tail is kept"
+    assert [r.container for r in again.hook_runs()] == ["web", "db"]

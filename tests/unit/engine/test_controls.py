@@ -208,3 +208,18 @@ def test_cooldown_can_count_from_the_images_created_time():
     result = asyncio.run(engine.run(engine.Options(controls=config, **FAST), adapters=a))
     assert statuses(result) == {"c1": "pending"} and puller.pulled == []
     assert any("new image sha256:new created " in w and "eligible at" in w for w in result.warnings)
+
+
+def test_every_hook_run_goes_into_the_history_with_its_exit_code_and_output():
+    store = FakeControlStore()
+    hooks = FakeHooks(results={"tell": HookResult(1, "webhook down\n")})
+    result, _, _ = run(
+        container(1, IMG_A), layer=Layer(pre_update="backup", post_update="tell"), store=store, hooks=hooks
+    )
+    assert statuses(result) == {"c1": "true"}, "a failing post_update hook does not undo the update"
+    assert [(r.phase, r.hook, r.container, r.exit_code) for r in store.hook_runs] == [
+        ("pre_update", "backup", "c1", 0),
+        ("post_update", "tell", "c1", 1),
+    ]
+    assert store.hook_runs[1].output == "webhook down\n" and store.hook_runs[1].new_digest == "sha256:new"
+    assert any("post_update hook 'tell' failed" in w for w in result.warnings)
