@@ -731,6 +731,15 @@ def test_podman_dbus_and_config_faults(group: Faults) -> None:
     while not slow.requests("GET", "/blobs/") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert slow.requests("GET", "/blobs/"), "the slow pull never started"
+    # The other container's pull must be done before the crash (under load it can still be under
+    # way when the slow one's first blob is asked for): its new image is in storage.
+    wait_for(
+        lambda: f.m.podman("image", "inspect", "--format", "{{.Id}}", f"{reg}/p-ok:latest", check=False)
+        .stdout.strip() not in ("", before["ok"]),
+        "the other container's pull",
+    )
+    last = json.loads(f.m.run("autoupdated", "status", "--format", "json").stdout).get("last_run") or {}
+    assert last.get("run") != number, "the run is still under way: the slow pull is stalled at the proxy"
     # A graceful `systemctl restart podman.service` lets the pull finish; a crash does not.
     f.m.systemctl("kill", "--signal=SIGKILL", "podman.service")
     run = wait_last_run(f, number)
