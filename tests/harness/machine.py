@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +54,26 @@ _PLATFORM_ENV: dict[str, dict[str, str]] = {
 
 class MachineError(RuntimeError):
     """The machine could not boot, or a unit did not reach the state asked for."""
+
+
+def wait_active(
+    systemctl: Callable[..., subprocess.CompletedProcess[str]],
+    report: Callable[[str], str],
+    unit: str,
+    timeout: float,
+) -> None:
+    """Wait until `unit` is active by `systemctl` (the system's or a user's manager); fail at once,
+    with `report(unit)`, if it failed."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        state = systemctl("is-active", unit, check=False).stdout.strip()
+        if state == "active":
+            return
+        if state == "failed":
+            break
+        time.sleep(0.1)
+    raise MachineError(f"unit {unit} is {state!r}, not active\n{report(unit)}")
 
 
 def rootfs_tarball(*, build: bool = True, platform: str = "bookworm") -> Path:
@@ -439,16 +459,7 @@ class Machine:
 
     def wait_active(self, unit: str, timeout: float = 30) -> None:
         """Wait until `unit` is active; fail at once, with its journal, if it failed."""
-        deadline = time.monotonic() + timeout
-        state = ""
-        while time.monotonic() < deadline:
-            state = self.systemctl("is-active", unit, check=False).stdout.strip()
-            if state == "active":
-                return
-            if state == "failed":
-                break
-            time.sleep(0.1)
-        raise MachineError(f"unit {unit} is {state!r}, not active\n{self.unit_report(unit)}")
+        wait_active(self.systemctl, self.unit_report, unit, timeout)
 
     def unit_report(self, unit: str) -> str:
         """`systemctl status` and the unit's last journal lines, for failure messages."""

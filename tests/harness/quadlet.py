@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tests.harness.images import RUN_FOREVER
-from tests.harness.machine import Machine, MachineError
+from tests.harness.machine import Machine, MachineError, wait_active
 
 SYSTEM_DIR = "/etc/containers/systemd"
 
@@ -153,16 +152,7 @@ class Quadlet:
             self.wait_active(unit, timeout=timeout)
 
     def wait_active(self, unit: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        state = ""
-        while time.monotonic() < deadline:
-            state = self.systemctl("is-active", unit, check=False).stdout.strip()
-            if state == "active":
-                return
-            if state == "failed":
-                break
-            time.sleep(0.1)
-        raise MachineError(f"unit {unit} is {state!r}, not active\n{self.report(unit)}")
+        wait_active(self.systemctl, self.report, unit, timeout)
 
     def report(self, unit: str) -> str:
         status = self.systemctl("status", "--no-pager", "-l", unit, check=False).stdout
