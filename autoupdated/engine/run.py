@@ -25,7 +25,7 @@ from autoupdated.engine.options import Options
 from autoupdated.engine.ports import Adapters
 from autoupdated.engine.task import Task
 from autoupdated.engine.unit import UnitUpdater
-from autoupdated.errors import BusUnavailable, NoSuchObject, PodmanError, RunError
+from autoupdated.errors import AuthenticationRequired, BusUnavailable, NoSuchObject, PodmanError, RunError
 from autoupdated.model import (
     AUTHFILE_LABEL,
     UNIT_LABEL,
@@ -212,7 +212,13 @@ class Engine:
             else:
                 available = await self.local_update_available(task, images)
         except Exception as err:
-            self.notes.error(task.fail(f"checking image updates for container {cid}: {err}"))
+            text = f"checking image updates for container {cid}: {err}"
+            if isinstance(err, AuthenticationRequired) and task.credentials is None and task.authfile:
+                # A missing auth file is read as empty, as podman does (authfile.py): say which file
+                # gave nothing, after podman's text.
+                text += (f" (the authfile {task.authfile} gave no credentials for it: is that file there, "
+                         "readable by autoupdated, with an entry for this registry?)")
+            self.notes.error(task.fail(text))
             return
         task.prepared = available and not self.ledger.held(task)
         task.status = Status.NOT_UPDATED

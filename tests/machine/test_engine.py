@@ -314,7 +314,9 @@ def test_authfile_by_flag_env_and_label(auth_env: Env, machine_services: Machine
 
     code, out, err = auth_env.check("--format", FMT)
     assert code == 125
-    assert f"checking image updates for container {m.container_id('priv')}: authentication required" in err
+    # podman's text, as ours starts: "reading manifest TAG in NAME: authentication required"
+    assert (f"checking image updates for container {m.container_id('priv')}: reading manifest latest in "
+            f"{ref.rsplit(':', 1)[0]}: authentication required") in err
 
     code, out, err = auth_env.check("--authfile=/root/auth.json", "--dry-run", "--format", FMT)
     assert (code, out) == (0, [f"{unit},{ref},false,registry"]), err

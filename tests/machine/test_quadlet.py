@@ -443,3 +443,75 @@ def test_credentials_from_a_cred_helper_in_the_auth_file_as_podman_uses_them(
     finally:
         m.run("rm", "-f", "/usr/local/bin/docker-credential-sbtest", "/root/helper-auth.json", "/run/sbtest-asked")
         m.untrust_registry(host)
+
+
+def test_credential_helpers_from_registries_conf_as_podman_uses_them_and_creds_store_is_warned_about(
+    env: Env, quadlet: Quadlet, auth_registry: Registry
+) -> None:
+    """registries.conf's `credential-helpers = ["containers-auth.json", "sbconf"]`: the auth files
+    have nothing for the registry, so both podman and autoupdated ask the helper, and both are
+    let in. root's ~/.docker/config.json names a `credsStore`, which containers/image ignores:
+    podman says nothing, autoupdated warns once, naming the file and the key. The helper's answer
+    (the password) never shows in our output or the journal."""
+    m = env.machine
+    host = auth_registry.host_port
+    m.trust_registry(host, insecure=True)
+    conf = "/etc/containers/registries.conf.d/70-test-helpers.conf"
+    m.write("/usr/local/bin/docker-credential-sbconf",
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread -r registry\necho \"$registry\" >> /run/sbconf-asked\n"
+            f'printf \'{{"ServerURL": "%s", "Username": "{AUTH_USER}", "Secret": "{AUTH_PASSWORD}"}}\' "$registry"\n',
+            mode=0o755)
+    m.write("/root/.docker/config.json", json.dumps({"credsStore": "sbconf", "auths": {}}))
+    ref = f"{host}/confhelped:latest"
+    creds = (AUTH_USER, AUTH_PASSWORD)
+    try:
+        env.builder.push(env.builder.build("good", f"confhelped-{next(_counter)}"), ref, creds)
+        m.write(conf, 'credential-helpers = ["containers-auth.json", "sbconf"]\n')
+        m.systemctl("stop", "podman.service", check=False)   # the service reads registries.conf once
+        m.podman("pull", "-q", ref)
+        unit = quadlet.container("confhelped", ref, AutoUpdate="registry")
+        quadlet.start(unit)
+        env.builder.push(env.builder.build("good", f"confhelped-{next(_counter)}"), ref, creds)
+        since = m.run("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+        m.run("rm", "-f", "/run/sbconf-asked")
+
+        auth_registry.mark()
+        p_code, p_rows, p_err = env.podman_auto_update("--dry-run")
+        podman_asked = auth_registry.requests()
+        podman_helper = m.run("cat", "/run/sbconf-asked", check=False).stdout.split()
+        m.run("rm", "-f", "/run/sbconf-asked")
+        auth_registry.mark()
+        a = m.autoupdated("check", "--format", "json", "--dry-run")
+        ours_asked = auth_registry.requests()
+        ours_helper = m.run("cat", "/run/sbconf-asked", check=False).stdout.split()
+        a_rows = _rows(a.stdout)
+        print("podman  helper --dry-run:", p_code, p_rows, "helper asked for", podman_helper)
+        print("autoupd helper --dry-run:", a.returncode, a_rows, "helper asked for", ours_helper)
+        print("autoupd stderr:", a.stderr.strip())
+        assert (p_code, a.returncode) == (0, 0), (p_err, a.stderr)
+        assert a_rows == p_rows == [{"Unit": unit, "ContainerName": "systemd-confhelped", "Policy": "registry",
+                                     "Updated": "pending"}]
+        assert podman_helper == ours_helper == [host]
+        manifest = "/v2/confhelped/manifests/latest"
+        for who, asked in (("podman", podman_asked), ("autoupdated", ours_asked)):
+            assert any(r.path == manifest and r.status == 200 for r in asked), (who, asked)
+        warnings = [ln for ln in a.stderr.splitlines() if "credsStore" in ln]
+        assert len(warnings) == 1 and "/root/.docker/config.json" in warnings[0] and "podman" in warnings[0]
+        assert "credsStore" not in p_err
+        journal = m.run("journalctl", "--since", since, "--no-pager", "-o", "json").stdout
+        for text in (a.stdout, a.stderr, journal):
+            assert AUTH_PASSWORD not in text and '"Secret"' not in text
+
+        # Without the helper in registries.conf, both are refused: the helper was what let them in.
+        m.run("rm", "-f", conf)
+        m.systemctl("stop", "podman.service", check=False)
+        p_code, p_rows, p_err = env.podman_auto_update("--dry-run")
+        a_code, a_rows, a_err = env.autoupdated("--dry-run")
+        assert (p_code, a_code) == (125, 125)
+        assert a_rows == p_rows and [r["Updated"] for r in a_rows] == ["failed"]
+        assert "authentication required" in p_err and "authentication required" in a_err
+    finally:
+        m.run("rm", "-f", conf, "/usr/local/bin/docker-credential-sbconf", "/root/.docker/config.json",
+              "/run/sbconf-asked")
+        m.untrust_registry(host)
+        m.systemctl("stop", "podman.service", check=False)

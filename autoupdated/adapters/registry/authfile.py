@@ -15,7 +15,18 @@ legacy URL keys like `https://host/v1/`.  Before any of them, a `credHelpers` en
 registry's host runs `docker-credential-<name> get` (the host on stdin, JSON with `Username` and
 `Secret` on stdout; `<token>` as the user name means an identity token); "credentials not
 found" moves on to the next file, as containers/image does.  `credsStore` is docker's alone:
-containers/image (so podman's pull) never runs it, and neither does this lookup.
+containers/image (so podman's pull) never runs it, and neither does this lookup; a file that
+has one gets one warning (naming the file and the key, never the content).
+
+Around all of that, registries.conf's `credential-helpers` list (tlsconfig.py) is tried in
+order, as containers/image's `getCredentialsWithHomeDir` does: `containers-auth.json` stands for
+the auth files above, any other name runs `docker-credential-<name> get`.  The first helper with
+credentials wins; one that has none ("credentials not found") or fails moves on to the next;
+when none had credentials and some failed, their errors are the lookup's error.
+
+An explicit auth file that does not exist is no error here: containers/image reads it as empty,
+so podman checks anonymously; so do we, with a warning naming the file (podman's CLI refuses a
+missing `--authfile` before the run, and so does `autoupdated check`).
 
 Only regular files up to 1 MiB are read (a label naming /dev/zero or a FIFO is an error, not a
 hang); `load_credentials` reads them off the event loop, with a timeout.
@@ -37,12 +48,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoupdated.adapters.registry.tlsconfig import AUTH_FILES_HELPER, TLSConfig, TLSConfigError
 from autoupdated.errors import RegistryConfigError
 from autoupdated.model import Credentials
 from autoupdated.reference import Reference
 
 __all__ = [
     "AuthFileError",
+    "CredentialHelpers",
     "auth_file_chain",
     "cred_helpers_in",
     "credentials_for",
@@ -55,12 +68,40 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+AUTHFILE_LABEL = "io.containers.autoupdate.authfile"
 MAX_AUTH_FILE = 1024 * 1024  # auth files hold a few entries; a larger "file" is not one
 DEFAULT_TIMEOUT = 5.0
 
 
 class AuthFileError(RegistryConfigError):
     """An auth file that cannot be used.  The message names the file, never its content."""
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialHelpers:
+    """registries.conf's `credential-helpers`, in order, and the file that set them (for messages)."""
+
+    names: tuple[str, ...] = (AUTH_FILES_HELPER,)
+    source: str = "the default"
+
+    @classmethod
+    def configured(cls) -> CredentialHelpers:
+        """As registries.conf and its drop-ins (the system's, then the user's) say."""
+        try:
+            tls = TLSConfig()
+        except TLSConfigError as err:
+            raise AuthFileError(f"{err} (needed for its credential-helpers)") from None
+        return cls(tls.credential_helpers, tls.credential_helpers_source)
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(path: Path, what: str, text: str) -> None:
+    """One warning per (file, problem) per process: a run looks files up once per image."""
+    if (str(path), what) not in _warned:
+        _warned.add((str(path), what))
+        log.warning("%s", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +131,9 @@ def auth_file_chain(authfile: str | None = None, *, home: Path | None = None) ->
     home_dir = home if home is not None else Path(os.environ.get("HOME") or Path.home())
     config_home = os.environ.get("XDG_CONFIG_HOME") or str(home_dir / ".config")
     paths.append(_AuthPath(Path(config_home) / "containers" / "auth.json"))
-    paths.append(_AuthPath(home_dir / ".docker" / "config.json"))
+    docker_config = os.environ.get("DOCKER_CONFIG")
+    docker_dir = Path(docker_config) if docker_config else home_dir / ".docker"
+    paths.append(_AuthPath(docker_dir / "config.json"))
     paths.append(_AuthPath(home_dir / ".dockercfg", legacy=True))
     return [(entry.path, entry.legacy) for entry in paths]
 
@@ -191,6 +234,18 @@ def lookup_in_document(
     return None
 
 
+def _warn_creds_store(text: str | bytes, path: Path) -> None:
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return
+    if isinstance(doc, dict) and "credsStore" in doc:
+        _warn_once(path, "credsStore", (
+            f'auth file {path}: "credsStore" is ignored, as podman (containers/image) ignores it; name the '
+            f'helper per registry in "credHelpers" of that file, or list it in credential-helpers in '
+            "registries.conf"))
+
+
 def cred_helpers_in(text: str | bytes, *, source: str) -> dict[str, str]:
     """The `credHelpers` table of an auth file: {registry host: helper name}."""
     try:
@@ -205,10 +260,11 @@ def cred_helpers_in(text: str | bytes, *, source: str) -> dict[str, str]:
 _NOT_FOUND = "credentials not found in native keychain"
 
 
-def credentials_from_helper(helper: str, registry: str, *, source: str) -> Credentials | None:
-    """`docker-credential-HELPER get` for `registry`; None when it has no credentials for it."""
+def credentials_from_helper(helper: str, registry: str, *, source: str, key: str = "credHelpers") -> Credentials | None:
+    """`docker-credential-HELPER get` for `registry`; None when it has no credentials for it.
+    `key in source` says who named the helper (for messages)."""
     program = f"docker-credential-{helper}"
-    where = f"credential helper {program} for {registry} (credHelpers in {source})"
+    where = f"credential helper {program} for {registry} ({key} in {source})"
     try:
         done = subprocess.run([program, "get"], input=registry.encode(), capture_output=True,
                               timeout=DEFAULT_TIMEOUT, check=False)
@@ -293,26 +349,59 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def credentials_for(ref: Reference, authfile: str | None, *, home: Path | None = None) -> Credentials | None:
+def credentials_for(
+    ref: Reference, authfile: str | None, *, home: Path | None = None, helpers: CredentialHelpers | None = None
+) -> Credentials | None:
     """The credentials podman would use for `ref`, or None for anonymous access.
 
-    `authfile` (the --authfile option or the container's authfile label) restricts the lookup
-    to that file; `$REGISTRY_AUTH_FILE` does the same when `authfile` is None.  Raises
-    AuthFileError when that explicit file is missing or malformed, or when a file of the
-    default chain exists but is malformed, not a regular file or over MAX_AUTH_FILE.
+    `helpers` (registries.conf's credential-helpers; read from there when None) are tried in
+    order.  `authfile` (the --authfile option or the container's authfile label) restricts the
+    auth files to that file; `$REGISTRY_AUTH_FILE` does the same when `authfile` is None.
+    Raises AuthFileError when no helper had credentials and some failed: a file of the chain
+    is malformed, not a regular file or over MAX_AUTH_FILE, or a helper program failed.
     Blocking: on the event loop, use `load_credentials`.
     """
+    helpers = helpers if helpers is not None else CredentialHelpers.configured()
+    errors: list[str] = []
+    for helper in helpers.names:
+        try:
+            if helper == AUTH_FILES_HELPER:
+                found = _from_auth_files(ref, authfile, home)
+            else:
+                found = credentials_from_helper(helper, ref.domain, source=helpers.source, key="credential-helpers")
+        except AuthFileError as err:
+            log.debug("credential helper %s: %s", helper, err)
+            errors.append(str(err))
+            continue
+        if found is not None:
+            return found
+    if len(errors) == 1:
+        raise AuthFileError(errors[0])
+    if errors:
+        raise AuthFileError("errors looking up credentials: " + "; ".join(errors))
+    return None
+
+
+def _from_auth_files(ref: Reference, authfile: str | None, home: Path | None) -> Credentials | None:
+    """containers/image's built-in helper `containers-auth.json`: the auth-file chain."""
     explicit = _explicit_authfile(authfile)
     for path, legacy in auth_file_chain(authfile, home=home):
         data = read_auth_file(path)
         if data is None:
             if explicit is not None:
-                raise AuthFileError(f"checking authfile: stat {path}: no such file or directory")
+                _warn_once(path, "missing", (
+                    f"auth file {path} does not exist (named by --authfile, REGISTRY_AUTH_FILE or the "
+                    f"{AUTHFILE_LABEL} label): checking without its credentials, as podman does; "
+                    "fix the path or create the file with `podman login --authfile`"))
             continue
         entries = parse_auth_document(data, source=str(path), legacy=legacy)
+        if not legacy:
+            _warn_creds_store(data, path)
         helper = None if legacy else cred_helpers_in(data, source=str(path)).get(ref.domain)
         if helper is not None:
             found = credentials_from_helper(helper, ref.domain, source=str(path))
+            if found is None:
+                continue   # containers/image: a credHelpers entry decides for its file
         else:
             found = lookup_in_document(entries, ref, source=str(path), legacy=legacy)
         if found is not None:

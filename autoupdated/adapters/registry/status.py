@@ -84,16 +84,18 @@ def status_error(response: Response, ask: Ask, secrets: Secrets) -> RegistryErro
     suffix = f" ({detail})" if detail else ""
     hint = login_hint(ref.domain)
     if status == 401:
+        # podman's (containers/image's) text is "reading manifest TAG in NAME: authentication
+        # required", for missing and refused credentials alike: ours starts the same way.
         if credentials is None:
             return AuthenticationRequired(
-                f"authentication required: registry {ref.domain} needs credentials to read {what} "
+                f"reading {what}: authentication required; registry {ref.domain} needs credentials "
                 f"and none were found{suffix}; {hint}",
                 status=status,
             )
         who = credentials.username or "the identity token"
         return AuthenticationRequired(
-            f"authentication required: registry {ref.domain} refused the credentials of {who!r} for {what}{suffix}; "
-            f"{hint}",
+            f"reading {what}: authentication required; registry {ref.domain} refused the credentials of "
+            f"{who!r}{suffix}; {hint}",
             status=status,
         )
     if status == 403:
@@ -106,7 +108,8 @@ def status_error(response: Response, ask: Ask, secrets: Secrets) -> RegistryErro
     if status == 404:
         kind = "digest" if ":" in reference else "tag"
         return ManifestUnknown(
-            f"manifest unknown: reading {what}: registry {ref.domain} has no {kind} {reference!r} "
+            # podman: "reading manifest TAG in NAME: manifest unknown"
+            f"reading {what}: manifest unknown; registry {ref.domain} has no {kind} {reference!r} "
             f"in repository {ref.repository!r}{suffix}; check the image name and tag ({ref})",
             status=status,
         )

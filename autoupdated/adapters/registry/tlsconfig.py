@@ -9,6 +9,9 @@
   `pull_sources` is containers/image's PullSourcesFromReference: the mirrors a pull tries in
   order, then the primary location with the prefix rewritten; the digest check asks the same
   sources in the same order, so it compares what a pull would fetch.
+* `credential-helpers = [...]` (top level, containers/image's `sysregistriesv2.CredentialHelpers`):
+  the helpers tried in order for credentials; a later file's non-empty list replaces an earlier
+  one; `["containers-auth.json"]` (the auth files) when no file sets one.
 * certs.d (`/etc/containers/certs.d/<host[:port]>/`, then `/etc/docker/certs.d/...`):
   `*.crt` are extra CAs (added to the system ones), `*.cert` + `*.key` a client pair.
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "AUTH_FILES_HELPER",
     "DEFAULT_CERTS_DIRS",
     "DEFAULT_REGISTRIES_CONF",
     "DEFAULT_REGISTRIES_CONF_DIR",
@@ -38,6 +42,7 @@ __all__ = [
     "TLSConfigError",
     "TLSSettings",
     "find_registry",
+    "parse_credential_helpers",
     "parse_registries_conf",
     "pull_sources",
 ]
@@ -45,6 +50,8 @@ __all__ = [
 DEFAULT_REGISTRIES_CONF = Path("/etc/containers/registries.conf")
 DEFAULT_REGISTRIES_CONF_DIR = Path("/etc/containers/registries.conf.d")
 DEFAULT_CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
+# The reserved helper name for the auth files (containers-auth.json(5)), and the default list.
+AUTH_FILES_HELPER = "containers-auth.json"
 
 
 class TLSConfigError(Exception):
@@ -172,6 +179,23 @@ def parse_registries_conf(text: str, *, source: str = "registries.conf") -> list
     return entries
 
 
+def parse_credential_helpers(text: str, *, source: str = "registries.conf") -> tuple[str, ...]:
+    """The `credential-helpers` list of one registries.conf; () when it sets none (an empty list
+    sets none either: containers/image then keeps the earlier files' list).  Raises
+    RegistriesConfError."""
+    try:
+        doc = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as err:
+        raise RegistriesConfError(f"loading registries configuration {source!r}: {err}") from None
+    helpers = doc.get("credential-helpers", [])
+    if not isinstance(helpers, list) or not all(isinstance(h, str) and h for h in helpers):
+        raise RegistriesConfError(
+            f"{source}: credential-helpers must be a list of helper names "
+            f'(e.g. ["{AUTH_FILES_HELPER}", "pass"]: docker-credential-pass)'
+        )
+    return tuple(helpers)
+
+
 def _match_length(ref: str, prefix: str) -> int:
     """containers/image refMatchingPrefix: the matched length, or -1."""
     if prefix.startswith("*."):
@@ -289,6 +313,9 @@ class TLSConfig:
             ]
         self.registries_conf_dirs = [Path(d) for d in registries_conf_dirs]
         self.certs_dirs = [Path(d) for d in (certs_dirs if certs_dirs is not None else DEFAULT_CERTS_DIRS)]
+        # containers/image's default when no file names any helper: the auth files only.
+        self.credential_helpers: tuple[str, ...] = (AUTH_FILES_HELPER,)
+        self.credential_helpers_source = "the default"
         self.entries = self._load(explicit_conf)
         self._settings_cache: dict[tuple[bool, str], TLSSettings] = {}
 
@@ -310,6 +337,7 @@ class TLSConfig:
             )
         if text is not None:
             entries = parse_registries_conf(text, source=str(self.registries_conf))
+            self._note_helpers(text, self.registries_conf)
         for directory in self.registries_conf_dirs:
             try:
                 drop_ins = sorted(p for p in directory.iterdir() if p.suffix == ".conf" and p.is_file())
@@ -321,7 +349,13 @@ class TLSConfig:
                 drop_in = self._read(path)
                 if drop_in is not None:
                     entries = _merge(entries, parse_registries_conf(drop_in, source=str(path)))
+                    self._note_helpers(drop_in, path)
         return entries
+
+    def _note_helpers(self, text: str, path: Path) -> None:
+        helpers = parse_credential_helpers(text, source=str(path))
+        if helpers:   # a later file's list replaces the earlier one (containers/image updateWith)
+            self.credential_helpers, self.credential_helpers_source = helpers, str(path)
 
     def registry_entry(self, reference: str) -> RegistryEntry | None:
         """The registries.conf entry for `reference` (host, host/repo or a full reference)."""

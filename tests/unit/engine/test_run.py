@@ -183,6 +183,21 @@ async def test_registry_error_fails_only_that_container():
     assert result.errors == [f"checking image updates for container {cid(1)}: authentication required"]
 
 
+async def test_an_authfile_that_gave_no_credentials_is_named_after_podmans_401_text():
+    from autoupdated.errors import AuthenticationRequired
+
+    labelled = container(1, IMG_A, labels={"io.containers.autoupdate.authfile": "/gone/auth.json"})
+    podman, comparer, puller, restarter = world(labelled, container(2, IMG_B))
+    text = "reading manifest latest in quay.io/org/a: authentication required; none were found"
+    comparer.errors[IMG_A] = AuthenticationRequired(text)
+    comparer.errors[IMG_B] = AuthenticationRequired(text)
+    result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "failed", "c2": "failed"}
+    first, second = sorted(result.errors)
+    assert first.startswith(f"checking image updates for container {cid(1)}: {text} (the authfile /gone/auth.json ")
+    assert second == f"checking image updates for container {cid(2)}: {text}"   # no authfile named: as it is
+
+
 async def test_pull_failure_keeps_the_unit_untouched():
     podman, comparer, puller, restarter = world(container(1, IMG_A))
     puller.errors[IMG_A] = RuntimeError("manifest unknown")

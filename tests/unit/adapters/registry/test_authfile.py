@@ -16,8 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from autoupdated.adapters.registry import authfile as authfile_module
+from autoupdated.adapters.registry import tlsconfig
 from autoupdated.adapters.registry.authfile import (
     AuthFileError,
+    CredentialHelpers,
     auth_file_chain,
     credentials_for,
     load_credentials,
@@ -39,8 +42,13 @@ def auth(user: str, password: str) -> str:
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home = tmp_path / "home"
     home.mkdir()
-    for var in ("REGISTRY_AUTH_FILE", "XDG_CONFIG_HOME"):
+    for var in ("REGISTRY_AUTH_FILE", "XDG_CONFIG_HOME", "DOCKER_CONFIG"):
         monkeypatch.delenv(var, raising=False)
+    # registries.conf (for credential-helpers) from here, never the host's /etc/containers.
+    (tmp_path / "registries.conf").write_text("")
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(tmp_path / "registries.conf"))
+    monkeypatch.setattr(tlsconfig, "DEFAULT_REGISTRIES_CONF_DIR", tmp_path / "registries.conf.d")
+    authfile_module._warned.clear()
     runtime = tmp_path / "run"
     runtime.mkdir()
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
@@ -94,12 +102,19 @@ def test_identity_token_and_nul_padding(clean_env: Path) -> None:
     assert creds == Credentials("u", "p", "idtok")
 
 
-def test_explicit_missing_authfile_is_podmans_error(clean_env: Path) -> None:
+def test_an_explicit_missing_authfile_is_read_as_empty_with_one_warning_as_podman_does(
+    clean_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """containers/image reads a missing explicit auth file as empty: podman checks anonymously
+    (seen in tests/machine/test_error_texts.py), so do we, and say so once."""
     missing = clean_env / "nope.json"
-    with pytest.raises(AuthFileError) as info:
-        credentials_for(parse("r.example/a:1"), str(missing))
-    assert str(info.value) == f"checking authfile: stat {missing}: no such file or directory"
-    assert isinstance(info.value, RegistryConfigError)
+    with caplog.at_level(logging.WARNING):
+        assert credentials_for(parse("r.example/a:1"), str(missing)) is None
+        assert credentials_for(parse("r.example/b:1"), str(missing)) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert str(missing) in warnings[0] and "io.containers.autoupdate.authfile" in warnings[0]
+    assert "as podman does" in warnings[0]
 
 
 def test_registry_auth_file_env_is_exclusive(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,8 +123,7 @@ def test_registry_auth_file_env_is_exclusive(clean_env: Path, monkeypatch: pytes
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(env_file))
     assert credentials_for(parse("r.example/a:1"), None) is None
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(clean_env / "missing.json"))
-    with pytest.raises(AuthFileError, match="checking authfile"):
-        credentials_for(parse("r.example/a:1"), None)
+    assert credentials_for(parse("r.example/a:1"), None) is None   # not the default chain either
 
 
 def test_default_chain_order_and_skipping_missing(clean_env: Path) -> None:
@@ -297,10 +311,7 @@ def test_an_authfile_over_1_mib_is_refused(clean_env: Path) -> None:
 async def test_load_credentials_reads_like_credentials_for(clean_env: Path) -> None:
     path = write(clean_env / "auth.json", {"auths": {"r.example": {"auth": auth("u", SECRET)}}})
     assert await load_credentials(parse("r.example/a:1"), str(path)) == Credentials("u", SECRET)
-    missing = clean_env / "nope.json"
-    with pytest.raises(AuthFileError) as info:
-        await load_credentials(parse("r.example/a:1"), str(missing))
-    assert str(info.value) == f"checking authfile: stat {missing}: no such file or directory"
+    assert await load_credentials(parse("r.example/a:1"), str(clean_env / "nope.json")) is None
 
 
 HELPER = """#!/bin/sh
@@ -366,8 +377,122 @@ def test_a_failing_helper_is_an_error_that_names_it_and_never_quotes_its_output(
         credentials_for(parse("reg.test/app:1"), str(missing))
 
 
-def test_creds_store_is_not_run_as_containers_image_never_runs_it(helper: Path, clean_env: Path) -> None:
+def test_creds_store_is_not_run_as_containers_image_never_runs_it_with_one_warning(
+    helper: Path, clean_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (helper / "reg.test.json").write_text(json.dumps({"Username": "bob", "Secret": SECRET}))
     authfile = write(clean_env / "auth.json", {"credsStore": "test", "auths": {}})
-    assert credentials_for(parse("reg.test/app:1"), str(authfile)) is None
+    with caplog.at_level(logging.WARNING):
+        assert credentials_for(parse("reg.test/app:1"), str(authfile)) is None
+        assert credentials_for(parse("reg.test/other:1"), str(authfile)) is None
     assert not (helper / "asked").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert str(authfile) in warnings[0] and '"credsStore"' in warnings[0] and "podman" in warnings[0]
+    assert "credHelpers" in warnings[0] and "credential-helpers" in warnings[0]
+    assert '"test"' not in warnings[0]   # the file's content (the helper's name) is not quoted
+
+
+def _user_auth_json(clean_env: Path, registry: str, token: str) -> None:
+    write(clean_env / "home" / ".config" / "containers" / "auth.json", {"auths": {registry: {"auth": token}}})
+
+
+def _conf(clean_env: Path, text: str, drop_in: str | None = None) -> None:
+    (clean_env / "registries.conf").write_text(text)
+    if drop_in is not None:
+        (clean_env / "registries.conf.d").mkdir(exist_ok=True)
+        (clean_env / "registries.conf.d" / "50-helpers.conf").write_text(drop_in)
+
+
+def _answer(helper: Path, registry: str, user: str) -> None:
+    (helper / f"{registry}.json").write_text(json.dumps({"Username": user, "Secret": SECRET}))
+
+
+def test_registries_conf_credential_helpers_are_read_from_the_main_file_and_a_drop_in_replaces_them(
+    clean_env: Path,
+) -> None:
+    assert CredentialHelpers.configured() == CredentialHelpers(("containers-auth.json",), "the default")
+    _conf(clean_env, 'credential-helpers = ["containers-auth.json", "test"]\n')
+    found = CredentialHelpers.configured()
+    assert found.names == ("containers-auth.json", "test") and found.source.endswith("registries.conf")
+    _conf(clean_env, 'credential-helpers = ["containers-auth.json", "test"]\n', 'credential-helpers = ["other"]\n')
+    assert CredentialHelpers.configured().names == ("other",)
+    _conf(clean_env, 'credential-helpers = ["test"]\n', "credential-helpers = []\n")   # empty: no change
+    assert CredentialHelpers.configured().names == ("test",)
+    _conf(clean_env, "credential-helpers = [1]\n")
+    with pytest.raises(AuthFileError, match="credential-helpers must be a list of helper names"):
+        CredentialHelpers.configured()
+
+
+def test_a_registries_conf_helper_runs_when_the_auth_files_have_nothing(helper: Path, clean_env: Path) -> None:
+    _answer(helper, "reg.test", "from-helper")
+    _conf(clean_env, 'credential-helpers = ["containers-auth.json", "test"]\n')
+    assert credentials_for(parse("reg.test/app:1"), None) == Credentials("from-helper", SECRET)
+    assert (helper / "asked").read_text().split() == ["reg.test"]   # the registry, never the repository
+
+
+def test_credential_helpers_are_tried_in_order_and_the_first_with_credentials_wins(
+    helper: Path, clean_env: Path
+) -> None:
+    _answer(helper, "reg.test", "from-helper")
+    _user_auth_json(clean_env, "reg.test", auth("f", "f"))
+    _conf(clean_env, 'credential-helpers = ["containers-auth.json", "test"]\n')
+    assert credentials_for(parse("reg.test/app:1"), None) == Credentials("f", "f")
+    assert not (helper / "asked").exists()   # the auth files answered first
+    _conf(clean_env, 'credential-helpers = ["test", "containers-auth.json"]\n')
+    assert credentials_for(parse("reg.test/app:1"), None) == Credentials("from-helper", SECRET)
+
+
+def test_without_containers_auth_json_in_the_list_the_auth_files_are_not_read(helper: Path, clean_env: Path) -> None:
+    _user_auth_json(clean_env, "reg.test", auth("f", "f"))
+    _conf(clean_env, 'credential-helpers = ["test"]\n')
+    assert credentials_for(parse("reg.test/app:1"), None) is None   # the helper: not found
+
+
+def test_a_helper_that_fails_moves_on_to_the_next_and_its_error_counts_only_when_none_has_credentials(
+    helper: Path, clean_env: Path
+) -> None:
+    (helper / "reg.test.fail").write_text("")
+    _user_auth_json(clean_env, "reg.test", auth("f", "f"))
+    _conf(clean_env, 'credential-helpers = ["test", "containers-auth.json"]\n')
+    assert credentials_for(parse("reg.test/app:1"), None) == Credentials("f", "f")
+    _conf(clean_env, 'credential-helpers = ["test", "absent", "containers-auth.json"]\n')
+    with pytest.raises(AuthFileError) as caught:
+        credentials_for(parse("other.test/app:1"), None)   # nobody has credentials: both errors
+    assert "credentials not found" not in str(caught.value)
+    (helper / "other.test.fail").write_text("")
+    with pytest.raises(AuthFileError) as caught:
+        credentials_for(parse("other.test/app:1"), None)
+    text = str(caught.value)
+    assert text.startswith("errors looking up credentials: ")
+    assert "docker-credential-test" in text and "exit status 3" in text
+    assert "docker-credential-absent is not on PATH" in text and "credential-helpers in " in text
+    assert SECRET not in text   # the failing helper printed it
+
+
+def test_a_broken_auth_file_is_one_helpers_error_and_the_next_helper_still_answers(
+    helper: Path, clean_env: Path
+) -> None:
+    (clean_env / "home" / ".config" / "containers").mkdir(parents=True)
+    (clean_env / "home" / ".config" / "containers" / "auth.json").write_text("{not json")
+    _answer(helper, "reg.test", "from-helper")
+    _conf(clean_env, 'credential-helpers = ["containers-auth.json", "test"]\n')
+    assert credentials_for(parse("reg.test/app:1"), None) == Credentials("from-helper", SECRET)
+    _conf(clean_env, "")
+    with pytest.raises(AuthFileError, match="invalid JSON"):
+        credentials_for(parse("reg.test/app:1"), None)
+
+
+def test_an_explicit_authfile_stands_for_containers_auth_json_and_the_other_helpers_still_run(
+    helper: Path, clean_env: Path
+) -> None:
+    _answer(helper, "reg.test", "from-helper")
+    empty = write(clean_env / "label.json", {"auths": {}})
+    _conf(clean_env, 'credential-helpers = ["containers-auth.json", "test"]\n')
+    assert credentials_for(parse("reg.test/app:1"), str(empty)) == Credentials("from-helper", SECRET)
+
+
+def test_docker_config_moves_the_docker_config_json(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(clean_env / "dockercfg"))
+    write(clean_env / "dockercfg" / "config.json", {"auths": {"reg.test": {"auth": auth("d", "d")}}})
+    assert credentials_for(parse("reg.test/app:1"), None) == Credentials("d", "d")

@@ -118,7 +118,7 @@ async def test_basic_auth_without_credentials(fake: FakeRegistry, client: Regist
     with pytest.raises(AuthenticationRequired) as info:
         await client.head_manifest(REF, "1.0", None)
     message = str(secrets.add(info.value))
-    assert message.startswith("authentication required")
+    assert message.startswith("reading manifest 1.0 in registry.test/team/app: authentication required; ")
     assert "registry.test" in message and "podman login registry.test" in message and "authfile" in message
     assert len(fake.calls) == 1  # nothing to retry with
 
@@ -131,7 +131,7 @@ async def test_basic_auth_bad_password_never_shows_it(
     with pytest.raises(AuthenticationRequired) as info:
         await client.head_manifest(REF, "1.0", Credentials(fake.user, wrong))
     secrets.add(info.value)
-    assert str(info.value).startswith("authentication required")
+    assert ": authentication required; " in str(info.value)
     assert "refused the credentials of 'user'" in str(info.value)
     secrets.assert_clean(wrong, base64.b64encode(f"user:{wrong}".encode()).decode())
 
@@ -253,7 +253,7 @@ async def test_404_names_reference_and_tag(client: RegistryClient) -> None:
     with pytest.raises(ManifestUnknown) as info:
         await client.head_manifest(parse("registry.test/team/app:nope"), "nope", None)
     message = str(info.value)
-    assert message.startswith("manifest unknown:")
+    assert message.startswith("reading manifest nope in registry.test/team/app: manifest unknown; ")
     assert "registry.test/team/app" in message and "'nope'" in message
 
 

@@ -143,7 +143,8 @@ async def test_missing_tag_is_manifest_unknown(registry: Registry, tmp_path: Pat
         [(f"{registry.host_port}/nosuch/app:gone", None, AMD64, frozenset())],
     )
     assert isinstance(result, RegistryError)
-    assert str(result).startswith("manifest unknown:") and "nosuch/app" in str(result) and "'gone'" in str(result)
+    assert str(result).startswith(f"reading manifest gone in {registry.host_port}/nosuch/app: manifest unknown; ")
+    assert "nosuch/app" in str(result) and "'gone'" in str(result)
 
 
 # -- multi-arch ------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ async def test_htpasswd_good_bad_and_missing_credentials(
     for result in results[1:]:
         assert isinstance(result, AuthenticationRequired)
         texts += [str(result), repr(result)]
-        assert str(result).startswith("authentication required")
+        assert str(result).startswith("reading manifest ") and ": authentication required; " in str(result)
         assert f"podman login {auth_registry.host_port}" in str(result)
     assert "refused the credentials of 'autoupdater'" in str(results[1])
     assert "none were found" in str(results[2])
