@@ -198,10 +198,20 @@ class RunResult:
     finished: float = 0.0
     restarted_units: list[str] = field(default_factory=list)
     pulled: list[str] = field(default_factory=list)
+    # Seconds each step of the run took, in order (list, images, check, update), and what each
+    # step went through (containers, images, references): how a run's cost grows with its size.
+    phases: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
         return bool(self.errors)
+
+    def phase_text(self) -> str:
+        """`list 0.012 s, images 0.004 s, check 0.301 s, update 0.000 s; 60 containers, ...`."""
+        steps = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in self.phases.items())
+        sizes = ", ".join(f"{count} {name}" for name, count in self.sizes.items())
+        return f"{steps}; {sizes}" if sizes else steps
 
     def counts(self) -> dict[str, int]:
         counts = {str(status): 0 for status in Status}

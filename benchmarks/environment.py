@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ceiling import parse_show
 from benchmarks.proxy import LatencyProxy
 from tests.harness.images import ImageBuilder, run_forever
 from tests.harness.machine import Machine, MachineError
@@ -183,6 +184,31 @@ class CpuMeter:
         except (OSError, ValueError):
             return None
 
+    def coverage(self, machine_pid: int) -> dict[str, Any]:
+        """Whether every process of the machine (podman, conmon, crun, systemd, autoupdated...)
+        counts in this group: the machine's processes by the cpuacct group they are in."""
+        if self.dir is None:
+            return {"available": False}
+        root = _cpuacct_root()
+        target_ns = os.readlink(f"/proc/{machine_pid}/ns/pid")
+        inside, outside = 0, []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "ns" / "pid") != target_ns:
+                    continue
+                path = next(
+                    line.split(":", 2)[2]
+                    for line in (entry / "cgroup").read_text().splitlines()
+                    if "cpuacct" in line.split(":", 2)[1].split(",")
+                )
+                if root is not None and (root / path.lstrip("/")).is_relative_to(self.dir):
+                    inside += 1
+                else:
+                    outside.append((entry / "comm").read_text().strip())
+        return {"available": True, "inside": inside, "outside": len(outside), "outside_names": sorted(set(outside))}
+
     def close(self) -> None:
         """Back to the original group; remove ours (once everything started in it is gone)."""
         if self.dir is None or self._home is None:
@@ -225,7 +251,7 @@ class BenchEnv:
             raise ValueError(f"auth must be 'token' or 'none', not {auth!r}")
         self.delay = delay
         self.auth = auth
-        self.platform = platform   # the machine's: bookworm (podman 4.3) or trixie (podman 5.4)
+        self.platform = platform  # the machine's: bookworm (podman 4.3) or trixie (podman 5.4)
         # Short: podman's runroot path must stay under 50 characters.
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="aub-", dir="/tmp"))
         self.tokens: _ProxiedTokenServer | None = None
@@ -393,25 +419,63 @@ class Snapshot:
 
 
 class Fleet:
-    """`per_image` units for each of `images` repositories, all with the `registry` policy."""
+    """`per_image` units for each of `images` repositories, all with the `registry` policy.
+
+    `extend` grows it (more repositories, more units), so one machine serves several sizes."""
 
     def __init__(
-        self, env: BenchEnv, images: int, per_image: int, prefix: str = "b", stop_seconds: float = 0.0
+        self,
+        env: BenchEnv,
+        images: int,
+        per_image: int,
+        prefix: str = "b",
+        stop_seconds: float | tuple[float, float] = 0.0,
     ) -> None:
         self.env = env
         # How long each service takes to shut down on SIGTERM (0: at once, the CPU-bound case;
-        # a real service drains connections and flushes state first).
-        self.command = run_forever(stop_seconds)
-        self.repos = [f"app{i:03d}" for i in range(images)]
-        self.per_image = per_image
+        # a real service drains connections and flushes state first).  A range (low, high)
+        # spreads the units evenly over it: "services that take up to a second to stop".
+        self.stop_seconds = stop_seconds
         self.prefix = prefix
-        # Never names that could be container ID prefixes ("c142" is hex): the units run
-        # `podman run --replace --name NAME`, and podman looks NAME up as a name *or an ID
-        # prefix*, so it would remove another unit's container whose ID starts with "c142".
-        self.containers = [f"bench-{prefix}{i:03d}" for i in range(images * per_image)]
-        self.repo_of = {name: self.repos[i % images] for i, name in enumerate(self.containers)}
-        self.units = [f"container-{name}.service" for name in self.containers]
+        self.per_image = per_image
+        self.repos: list[str] = []
+        self.containers: list[str] = []
+        self.repo_of: dict[str, str] = {}
+        self.units: list[str] = []
         self.digests: dict[str, str] = {}
+        self._pending: list[str] = []  # containers added but not created yet
+        self._pending_repos: list[str] = []
+        self.extend(images, images * per_image)
+
+    def stop_time(self, index: int) -> float:
+        """The stop time of the `index`th unit: fixed, or evenly over the range, 5 steps."""
+        if isinstance(self.stop_seconds, tuple):
+            low, high = self.stop_seconds
+            return round(low + (high - low) * (index % 5) / 4, 3)
+        return self.stop_seconds
+
+    def extend(self, images: int, containers: int) -> None:
+        """Grow to `images` repositories and `containers` units (created by the next `create`):
+        new units go to the new repositories first, then round the whole list, so every
+        repository has a unit."""
+        new_repos = [f"app{i:03d}" for i in range(len(self.repos), images)]
+        self.repos += new_repos
+        self._pending_repos += new_repos
+        order = new_repos + [r for r in self.repos if r not in new_repos]
+        start = len(self.containers)
+        for i in range(start, containers):
+            # Never names that could be container ID prefixes ("c142" is hex): the units run
+            # `podman run --replace --name NAME`, and podman looks NAME up as a name *or an ID
+            # prefix*, so it would remove another unit's container whose ID starts with "c142".
+            name = f"bench-{self.prefix}{i:03d}"
+            self.containers.append(name)
+            self.repo_of[name] = order[(i - start) % len(order)]
+            self._pending.append(name)
+        self.units = [f"container-{name}.service" for name in self.containers]
+
+    @property
+    def image_of_unit(self) -> dict[str, str]:
+        return {f"container-{name}.service": repo for name, repo in self.repo_of.items()}
 
     @property
     def machine(self) -> Machine:
@@ -419,19 +483,23 @@ class Fleet:
         return self.env.machine
 
     def create(self, *, batch: int = 10, timeout: float = 600) -> float:
-        """Push the first images, pull them in the machine, create and start every unit."""
+        """Push the new repositories' first images, pull them in the machine, create and start
+        every unit not created yet."""
         t0 = time.monotonic()
-        self.digests = self.env.publish(self.repos)
+        repos, self._pending_repos = self._pending_repos, []
+        self.digests.update(self.env.publish(repos))
         m = self.machine
         # Pull in batches of 8 so the machine is not swamped.
-        for group in _chunks(self.repos, 8):
+        for group in _chunks(repos, 8):
             pulls = " ".join(f"podman pull -q {shlex.quote(self.env.ref(r))} >/dev/null &" for r in group)
             m.sh(f"{pulls} wait", timeout=timeout)
-        for group in _chunks(self.containers, batch):
+        names, self._pending = self._pending, []
+        for group in _chunks(names, batch):
             lines = ["set -e", f"cd {UNIT_DIR}"]
             for name in group:
                 create = ["podman", "create", "--name", name, "--label", f"{LABEL}=registry"]
-                lines.append(shlex.join([*create, self.env.ref(self.repo_of[name]), *self.command]) + " >/dev/null")
+                command = run_forever(self.stop_time(self.containers.index(name)))
+                lines.append(shlex.join([*create, self.env.ref(self.repo_of[name]), *command]) + " >/dev/null")
                 lines.append(shlex.join(["podman", "generate", "systemd", "--new", "--files", "--name", name]))
                 lines.append(shlex.join(["podman", "rm", "-t", "0", "-f", name]) + " >/dev/null")
                 lines.append(f"sed -i 's/--cgroups=no-conmon/--cgroups=disabled/g' container-{name}.service")
@@ -465,6 +533,14 @@ class Fleet:
                 props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
                 states[props["Id"]] = UnitState(props.get("InvocationID", ""), props.get("ActiveState", ""))
         return states
+
+    def show(self, props: Sequence[str]) -> dict[str, dict[str, str]]:
+        """`systemctl show -p PROPS` of every unit: unit -> properties."""
+        found: dict[str, dict[str, str]] = {}
+        for group in _chunks(self.units, 100):
+            out = self.machine.systemctl("show", "-p", ",".join(["Id", *props]), *group).stdout
+            found.update(parse_show(out))
+        return found
 
     def snapshot(self) -> Snapshot:
         m = self.machine

@@ -235,6 +235,76 @@ def strace_window(pid: int, window: float, workdir: Path) -> dict[str, Any]:
     return {"available": True, "window_s": window, "syscalls": dict(sorted(calls.items(), key=lambda kv: -kv[1]))}
 
 
+class DaemonSession:
+    """`autoupdated run` as a transient service (Type=notify, WatchdogSec=60s): start it, have it
+    run (`trigger --wait`), read each run's own record (`status --format json`: its duration and
+    phases, measured by the daemon from the run's start to its end, no process start-up in it),
+    then watch it idle."""
+
+    def __init__(self, machine: Machine, workdir: Path) -> None:
+        self.machine = machine
+        self.workdir = workdir
+        self.env = _au_env()
+        self.au = [VENV_PYTHON, "-m", "autoupdated"]
+
+    def start(self) -> dict[str, Any]:
+        """Start it and wait for its first run (run_on_start); that run's record."""
+        m = self.machine
+        m.write(DAEMON_CONFIG, DAEMON_TOML)
+        setenv = [f"--setenv={key}={value}" for key, value in self.env.items()]
+        m.run(
+            "systemd-run",
+            f"--unit={DAEMON_UNIT}",
+            "--property=Type=notify",
+            "--property=NotifyAccess=main",
+            "--property=WatchdogSec=60s",
+            *setenv,
+            *self.au,
+            "run",
+            "--config",
+            DAEMON_CONFIG,
+            timeout=120,
+        )
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            status = self.status()
+            if (status.get("daemon") or {}).get("runs_completed", 0) >= 1:
+                return dict(status.get("last_run") or {})
+            time.sleep(0.5)
+        raise RuntimeError("the daemon's first run did not finish within 600 s")
+
+    def status(self) -> dict[str, Any]:
+        out = self.machine.run(*self.au, "status", "--config", DAEMON_CONFIG, "--format", "json", env=self.env)
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+    def trigger(self) -> tuple[float, dict[str, Any]]:
+        """One run now: (`trigger --wait`'s wall time from the host, the run's own record)."""
+        t0 = time.monotonic()
+        r = self.machine.run(
+            *self.au, "trigger", "--wait", "--config", DAEMON_CONFIG, env=self.env, check=False, timeout=1800
+        )
+        took = time.monotonic() - t0
+        if r.returncode != 0:
+            raise RuntimeError(f"autoupdated trigger --wait failed: {r.stdout}{r.stderr}")
+        return took, dict(self.status().get("last_run") or {})
+
+    def host_pid(self) -> int:
+        return _host_pid(self.machine, int(self.machine.unit_property(DAEMON_UNIT, "MainPID")))
+
+    def idle(self, window: float, *, strace: bool = True) -> dict[str, Any]:
+        """Memory once the last run's replies and log lines are out, then wake-ups while idle."""
+        pid = self.host_pid()
+        time.sleep(2.0)
+        result: dict[str, Any] = {"memory": memory(pid), "idle": wakeups(pid, window)}
+        result["strace"] = strace_window(pid, window, self.workdir) if strace else {"available": False}
+        return result
+
+    def stop(self) -> None:
+        self.machine.systemctl("stop", DAEMON_UNIT, check=False, timeout=180)
+        self.machine.systemctl("reset-failed", DAEMON_UNIT, check=False)
+
+
 def daemon(
     machine: Machine,
     workdir: Path,
@@ -247,61 +317,75 @@ def daemon(
 
     `before_last` (e.g. publishing a new image for every repo) runs before the last run, so the
     peak (VmHWM, the fd table) covers pulls, restarts and the health gate too."""
-    env = _au_env()
-    machine.write(DAEMON_CONFIG, DAEMON_TOML)
-    au = [VENV_PYTHON, "-m", "autoupdated"]
-    setenv = [f"--setenv={key}={value}" for key, value in env.items()]
-    machine.run(
-        "systemd-run",
-        f"--unit={DAEMON_UNIT}",
-        "--property=Type=notify",
-        "--property=NotifyAccess=main",
-        "--property=WatchdogSec=60s",
-        *setenv,
-        *au,
-        "run",
-        "--config",
-        DAEMON_CONFIG,
-        timeout=120,
-    )
+    session = DaemonSession(machine, workdir)
+    session.start()
     try:
         durations: list[float] = []
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            status = json.loads(
-                machine.run(*au, "status", "--config", DAEMON_CONFIG, "--format", "json", env=env).stdout
-            )
-            if (status.get("daemon") or {}).get("runs_completed", 0) >= 1:
-                break
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("the daemon's first run did not finish within 600 s")
         for number in range(runs - 1):
             if before_last is not None and number == runs - 2:
                 before_last()
-            t0 = time.monotonic()
-            r = machine.run(*au, "trigger", "--wait", "--config", DAEMON_CONFIG, env=env, check=False, timeout=900)
-            durations.append(time.monotonic() - t0)
-            if r.returncode != 0:
-                raise RuntimeError(f"autoupdated trigger --wait failed: {r.stdout}{r.stderr}")
-        status = json.loads(machine.run(*au, "status", "--config", DAEMON_CONFIG, "--format", "json", env=env).stdout)
-        inner = int(machine.unit_property(DAEMON_UNIT, "MainPID"))
-        pid = _host_pid(machine, inner)
-        time.sleep(2.0)  # let the last reply and its log lines go out
-        mem = memory(pid)
-        idle = wakeups(pid, window)
-        traced = strace_window(pid, window, workdir)
+            took, _ = session.trigger()
+            durations.append(took)
+        status = session.status()
+        watched = session.idle(window)
         last = status.get("last_run") or {}
         return {
             "runs_completed": (status.get("daemon") or {}).get("runs_completed"),
             "last_run_summary": last.get("summary"),
             "trigger_wait_s": [round(d, 2) for d in durations],
             "trigger_wait_median_s": round(statistics.median(durations), 2) if durations else None,
-            "memory": mem,
-            "idle": idle,
-            "strace": traced,
+            **watched,
             "watchdog_sec": 60,
         }
     finally:
-        machine.systemctl("stop", DAEMON_UNIT, check=False, timeout=180)
-        machine.systemctl("reset-failed", DAEMON_UNIT, check=False)
+        session.stop()
+
+
+# -- a tool's own CPU ---------------------------------------------------------------------------
+
+# Runs ARGV inside the machine and reports, as the last line of its stderr, the wall time around
+# it and the CPU time (user + sys) of ARGV and every child it waited for (RUSAGE_CHILDREN): a
+# tool's own CPU, apart from the podman service's, conmon's and the units' (other processes).
+RUSAGE_MARK = "BENCH-RUSAGE "
+RUSAGE_WRAPPER = r"""
+import json, resource, subprocess, sys, time
+t0 = time.perf_counter()
+code = subprocess.call(sys.argv[1:])
+wall = time.perf_counter() - t0
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+figures = {"wall_s": wall, "user_s": r.ru_utime, "sys_s": r.ru_stime, "maxrss_kb": r.ru_maxrss}
+sys.stderr.write("\nBENCH-RUSAGE " + json.dumps(figures) + "\n")
+sys.exit(code)
+"""
+
+
+def split_rusage(stderr: str) -> tuple[str, dict[str, float] | None]:
+    """(the tool's own stderr, the wrapper's figures) from a wrapped run's stderr."""
+    head, mark, tail = stderr.rpartition(RUSAGE_MARK)
+    if not mark:
+        return stderr, None
+    try:
+        figures = json.loads(tail.strip().splitlines()[0])
+    except (ValueError, IndexError):
+        return stderr, None
+    return head.rstrip("\n"), {key: float(value) for key, value in figures.items()}
+
+
+_PHASES = re.compile(r"^run phases: (?P<steps>[^;]*)(?:; (?P<sizes>.*))?$", re.M)
+
+
+def parse_phases(stderr: str) -> dict[str, Any] | None:
+    """`check --timings`' line: {"phases": {step: s}, "sizes": {what: n}}, or None."""
+    match = _PHASES.search(stderr)
+    if match is None:
+        return None
+    phases = {}
+    for part in match["steps"].split(", "):
+        name, _, value = part.partition(" ")
+        phases[name] = float(value.removesuffix(" s"))
+    sizes = {}
+    for part in (match["sizes"] or "").split(", "):
+        if part:
+            count, _, name = part.partition(" ")
+            sizes[name] = int(count)
+    return {"phases": phases, "sizes": sizes}

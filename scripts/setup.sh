@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh Debian 12 machine, idempotent and fast when done:
 #   1. Debian packages (podman, registry, debootstrap, systemd-nspawn, ...), as root;
-#   2. the venv at $REPO/.venv with the project installed editable with its test extras;
+#   2. the venv at $REPO/.venv with the project installed editable with its test and bench extras;
 #   3. the machine rootfs tarballs for the nspawn tests, Debian 12 and Debian 13
 #      (scripts/build-rootfs.sh bookworm|trixie, cached).
 # Run as root. Set AUTOUPDATED_SKIP_ROOTFS=1 to skip step 3.
@@ -72,9 +72,9 @@ fi
 STAMP="$VENV/.autoupdated-setup"
 WANT=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]] ||
-    ! "$VENV/bin/python" -c 'import autoupdated, pytest, mypy, ruff' 2>/dev/null; then
-    log "pip install -e '.[test]'"
-    pip_install() { "$VENV/bin/python" -m pip install -q -e "$REPO[test]"; }
+    ! "$VENV/bin/python" -c 'import autoupdated, pytest, mypy, ruff, matplotlib' 2>/dev/null; then
+    log "pip install -e '.[test,bench]'"
+    pip_install() { "$VENV/bin/python" -m pip install -q -e "$REPO[test,bench]"; }
     pip_install || { log "pip failed, retrying once"; sleep 5; pip_install; }
     echo "$WANT" >"$STAMP"
 fi

@@ -17,11 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import apprise
-
 from autoupdated.events import Message
 from autoupdated.notifyconf import NotifyTarget, mask_url, url_secrets
 from autoupdated.secrets import Secrets, clip
+
+
+def _apprise() -> Any:
+    """Apprise, imported at the first send: it and its plugins take about 17 MB, which a daemon
+    without [[notify]] entries (most of them) would hold for nothing (the idle target is 60 MB)."""
+    import apprise
+
+    return apprise
+
 
 _LOCK = threading.Lock()  # Apprise's log capture is per logger, not per call: one send at a time
 _apprise_log = logging.getLogger("apprise")
@@ -74,12 +81,12 @@ class AppriseTarget:
     def _plugins(self, capture: _Capture) -> list[tuple[str, Any]] | Delivery:
         found: list[tuple[str, Any]] = []
         for url in self.target.all_urls:
-            plugin = apprise.Apprise.instantiate(url)
+            plugin = _apprise().Apprise.instantiate(url)
             if plugin is None:
                 return Delivery(mask_url(url), False, 0, self._reason(capture, "Apprise cannot use this URL"))
             found.append((mask_url(url), plugin))
         if self.target.config:
-            config = apprise.AppriseConfig()
+            config = _apprise().AppriseConfig()
             if not config.add(self.target.config):
                 return Delivery(
                     self.target.config, False, 0, f"cannot read the Apprise config file {self.target.config}"
@@ -115,8 +122,8 @@ class AppriseTarget:
                     plugin.notify(
                         body=message.body,
                         title=message.title,
-                        notify_type=apprise.NotifyType(message.kind),
-                        body_format=apprise.NotifyFormat.TEXT,
+                        notify_type=_apprise().NotifyType(message.kind),
+                        body_format=_apprise().NotifyFormat.TEXT,
                     )
                 )
                 reason = "" if ok else self._reason(capture, "the service refused it")

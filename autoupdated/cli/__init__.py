@@ -115,6 +115,9 @@ def add_check(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="operator controls from this file (default: /etc/autoupdated.toml if it exists)",
     )
     check.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    check.add_argument(
+        "--timings", action="store_true", help="print what each step of the run took (one line on stderr)"
+    )
     check.set_defaults(func=cmd_check)
 
 
@@ -159,6 +162,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     wake_podman_service(args.url)
     setup_logging(args.log_level)
+    if args.timings:
+        logging.getLogger("autoupdated.timings").setLevel(logging.DEBUG)
     authfile = args.authfile or os.environ.get("REGISTRY_AUTH_FILE") or None
     if args.authfile is not None and not os.path.exists(args.authfile):
         print(f"Error: checking authfile: stat {args.authfile}: no such file or directory", file=sys.stderr)

@@ -44,9 +44,11 @@ class RunRecord:
     warnings: list[str] = field(default_factory=list)
     entries: list[dict[str, str | None]] = field(default_factory=list)
     pruned: int | None = None
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step (RunResult.phases)
 
     def take(self, result: RunResult) -> None:
         """A finished run's outcome."""
+        self.phases = {name: round(seconds, 4) for name, seconds in result.phases.items()}
         self.entries = [entry.as_dict() for entry in result.entries]
         self.errors = list(result.errors)
         self.warnings = list(result.warnings)
@@ -86,6 +88,7 @@ class RunRecord:
             "warnings": self.warnings,
             "entries": self.entries,
             "pruned_images": self.pruned,
+            "phases": self.phases,
         }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import platform as _platform
 import time
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,9 @@ from autoupdated.model import (
 from autoupdated.parts.digest import local_update_available
 from autoupdated.parts.policy import PolicyError, container_policy, missing_unit_error, unit_for
 from autoupdated.reference import ReferenceError, parse_for_autoupdate
+
+# `autoupdated check --timings` shows this logger's one line per run: what each step cost.
+timings = logging.getLogger("autoupdated.timings")
 
 _MACHINES = {
     "x86_64": ("amd64", None),
@@ -86,10 +90,13 @@ class Engine:
         return self.notes.result
 
     async def run(self) -> RunResult:
+        t0 = time.monotonic()
         try:
             containers = await self.a.podman.labelled_containers()
         except Exception as err:
             raise RunError(str(err)) from None
+        self.result.sizes["containers"] = len(containers)
+        self.result.phases["list"] = time.monotonic() - t0
         await self.assemble(containers)
         self.ledger.remember(self.units)
         if self.options.update_failed_units and self.a.failed_units is not None:
@@ -109,9 +116,12 @@ class Engine:
                     if task.prepared:
                         task.status, task.prepared = Status.PENDING, False
             else:
+                t0 = time.monotonic()
                 self.ledger.record_intents(self.units)
                 await asyncio.gather(*(self.pull_and_update(unit, ts) for unit, ts in sorted(self.units.items())))
+                self.result.phases["update"] = time.monotonic() - t0
         self.finish()
+        timings.debug("run phases: %s", self.result.phase_text())
         return self.result
 
     async def connect_bus(self) -> None:
@@ -192,11 +202,17 @@ class Engine:
     # -- 2. check -------------------------------------------------------------------------
 
     async def check(self, tasks: list[Task]) -> None:
+        t0 = time.monotonic()
         try:
             images = await self.a.podman.images()
         except Exception as err:
             raise RunError(f"listing local images: {err}") from None
+        t1 = time.monotonic()
         await asyncio.gather(*(self.check_task(task, images) for task in tasks))
+        self.result.phases["images"] = t1 - t0
+        self.result.phases["check"] = time.monotonic() - t1
+        self.result.sizes["images"] = len(images)
+        self.result.sizes["references"] = len({task.raw_image for task in tasks if task.policy is Policy.REGISTRY})
 
     async def check_task(self, task: Task, images: dict[str, ImageInfo]) -> None:
         cid = task.container.id

@@ -68,6 +68,30 @@ async def test_dry_run_reports_pending_and_touches_nothing():
     assert puller.pulled == [] and restarter.restarts == [] and not restarter.connected
 
 
+async def test_a_run_records_what_each_step_took_and_over_how_many(caplog):
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_A), container(3, IMG_B))
+    with caplog.at_level("DEBUG", logger="autoupdated.timings"):
+        result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
+    assert list(result.phases) == ["list", "images", "check", "update"]
+    assert all(seconds >= 0 for seconds in result.phases.values())
+    # the check grows with distinct references (2), not with containers (3)
+    assert result.sizes == {"containers": 3, "images": 1, "references": 2}
+    [line] = [r.getMessage() for r in caplog.records if r.name == "autoupdated.timings"]
+    assert re.fullmatch(
+        r"run phases: list \d+\.\d{3} s, images \d+\.\d{3} s, check \d+\.\d{3} s, update \d+\.\d{3} s; "
+        r"3 containers, 1 images, 2 references",
+        line,
+    )
+
+
+async def test_a_dry_run_has_no_update_step():
+    podman, comparer, puller, restarter = world(container(1, IMG_A))
+    result = await engine.run(
+        engine.Options(dry_run=True, **FAST), adapters=adapters(podman, comparer, puller, restarter)
+    )
+    assert list(result.phases) == ["list", "images", "check"]
+
+
 async def test_invalid_policy_is_an_error_and_the_others_still_update():
     podman, comparer, puller, restarter = world(container(1, IMG_A, policy="fake_x"), container(2, IMG_A))
     result = await engine.run(engine.Options(**FAST), adapters=adapters(podman, comparer, puller, restarter))
