@@ -300,6 +300,11 @@ class DaemonSession:
         result["strace"] = strace_window(pid, window, self.workdir) if strace else {"available": False}
         return result
 
+    def module_floor(self) -> dict[str, float]:
+        """The RSS of a process that imports what the daemon runs on and does nothing else: the
+        floor under the idle daemon's RSS (what no run's clean-up can give back)."""
+        return module_floor(self.machine, self.env)
+
     def stop(self) -> None:
         self.machine.systemctl("stop", DAEMON_UNIT, check=False, timeout=180)
         self.machine.systemctl("reset-failed", DAEMON_UNIT, check=False)
@@ -389,3 +394,24 @@ def parse_phases(stderr: str) -> dict[str, Any] | None:
             count, _, name = part.partition(" ")
             sizes[name] = int(count)
     return {"phases": phases, "sizes": sizes}
+
+
+# Every module the daemon has loaded once it has run: its own (all of autoupdated but the CLI's
+# one-shot commands are reachable from these) and the libraries they import at the top.
+_FLOOR_SCRIPT = """
+import ctypes, importlib, pkgutil
+import autoupdated
+for info in pkgutil.walk_packages(autoupdated.__path__, "autoupdated."):
+    if not info.name.startswith(("autoupdated.__main__", "autoupdated.data")):
+        importlib.import_module(info.name)
+ctypes.CDLL("libc.so.6").malloc_trim(0)
+fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(int(fields["VmRSS"].split()[0]), int(fields["RssAnon"].split()[0]))
+"""
+
+
+def module_floor(machine: Machine, env: dict[str, str]) -> dict[str, float]:
+    """RSS (MB) of a fresh interpreter that has imported every autoupdated module (and so every
+    library the daemon runs on), trimmed, with no run done: the idle daemon cannot go below it."""
+    out = machine.run(VENV_PYTHON, "-c", _FLOOR_SCRIPT, env=env).stdout.split()
+    return {"rss_mb": round(int(out[0]) / 1024, 1), "anon_mb": round(int(out[1]) / 1024, 1)}

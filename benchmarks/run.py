@@ -379,6 +379,7 @@ class Bench:
             if session is not None:
                 # Memory is the target here (wake-ups are the daemon scenario's): 10 s is enough.
                 daemon.update(session.idle(min(10.0, args.idle_window), strace=False))
+                daemon["module_floor"] = session.module_floor()
                 daemon["after_containers"] = args.scale[-1][0]
         finally:
             if session is not None:
@@ -903,10 +904,18 @@ def issue13_targets(results: dict[str, Any]) -> list[ceiling.Verdict]:
             V(
                 f"idle RSS <= 60 MB after runs over {daemon.get('after_containers')} containers",
                 rss <= 60,
-                f"{rss:.1f} MB (peak {daemon['memory']['hwm_mb']:.1f} MB)",
+                f"{rss:.1f} MB (peak {daemon['memory']['hwm_mb']:.1f} MB)" + _floor_note(daemon, rss),
             )
         )
     return verdicts
+
+
+def _floor_note(daemon: dict[str, Any], rss: float) -> str:
+    """Where the idle RSS stands against its floor: the modules alone, with no run done."""
+    floor = daemon.get("module_floor")
+    if not floor:
+        return ""
+    return f"; module floor {floor['rss_mb']:.1f} MB (the imports alone), runs leave {rss - floor['rss_mb']:+.1f} MB"
 
 
 GATE_SLACK_S = 0.5  # wall times of two separate runs differ by this much with nothing changed
@@ -1047,6 +1056,12 @@ def render_scale(scale: dict[str, Any]) -> list[str]:
                 f"daemon idle after runs over {d.get('after_containers')} containers: RSS {m['rss_mb']:.1f} MB, "
                 f"peak {m['hwm_mb']:.1f} MB, {m['threads']} threads, wake-ups {d['idle'].get('wakeups')} in "
                 f"{d['idle']['window_s']:g} s"
+            )
+        if d.get("module_floor"):
+            f = d["module_floor"]
+            out.append(
+                f"module floor (a fresh interpreter that imported every autoupdated module, no run): "
+                f"RSS {f['rss_mb']:.1f} MB, anonymous {f['anon_mb']:.1f} MB"
             )
     return out
 

@@ -181,3 +181,22 @@ def test_the_sweep_plot_is_a_png(tmp_path: Path) -> None:
     points = [podman, _point(1, True, 52.0, 0.93), _point(4, True, 20.0, 0.8), _point(4, False, 13.0, 0.92)]
     path = plot.sweep({"points": points}, tmp_path / "sweep.png", title="test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_module_floor_script_imports_every_module_and_prints_its_rss() -> None:
+    """The floor under the idle daemon's RSS: a fresh interpreter that imported all of autoupdated."""
+    out = subprocess.run([sys.executable, "-c", measure._FLOOR_SCRIPT], capture_output=True, text=True, check=True)
+    rss_kib, anon_kib = (int(v) for v in out.stdout.split())
+    assert 20 * 1024 < rss_kib < 200 * 1024 and 0 < anon_kib < rss_kib
+    listing = measure._FLOOR_SCRIPT.replace("ctypes.CDLL", "import sys; print(sorted(sys.modules)); ctypes.CDLL")
+    imported = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, check=True).stdout
+    assert "'autoupdated.daemon.service'" in imported and "'autoupdated.wiring'" in imported
+
+
+def test_the_rss_verdict_names_the_module_floor() -> None:
+    from benchmarks.run import _floor_note
+
+    assert _floor_note({"module_floor": {"rss_mb": 52.0}}, 61.5) == (
+        "; module floor 52.0 MB (the imports alone), runs leave +9.5 MB"
+    )
+    assert _floor_note({}, 61.5) == ""
