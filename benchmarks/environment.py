@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,14 +190,9 @@ class CpuMeter:
         if self.dir is None:
             return {"available": False}
         root = _cpuacct_root()
-        target_ns = os.readlink(f"/proc/{machine_pid}/ns/pid")
         inside, outside = 0, []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
+        for entry in machine_processes(machine_pid):
             with contextlib.suppress(OSError):
-                if os.readlink(entry / "ns" / "pid") != target_ns:
-                    continue
                 path = next(
                     line.split(":", 2)[2]
                     for line in (entry / "cgroup").read_text().splitlines()
@@ -222,6 +217,17 @@ class CpuMeter:
             except OSError:
                 time.sleep(0.1)
         self.dir = None
+
+
+def machine_processes(machine_pid: int) -> Iterator[Path]:
+    """`/proc/PID` of every process in the PID namespace of the machine whose leader is
+    `machine_pid` (processes that vanish while we look are skipped)."""
+    target_ns = os.readlink(f"/proc/{machine_pid}/ns/pid")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "ns" / "pid") == target_ns:
+                    yield entry
 
 
 def _cpuacct_root() -> Path | None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.environment import AUTOUPDATED_ENV, PYCACHE
+from benchmarks.environment import AUTOUPDATED_ENV, PYCACHE, machine_processes
 from tests.harness.machine import VENV_PYTHON, Machine
 
 DAEMON_UNIT = "autoupdated-bench.service"
@@ -117,13 +117,8 @@ def startup(machine: Machine, *, runs: int = 7) -> dict[str, Any]:
 
 def _host_pid(machine: Machine, inner_pid: int) -> int:
     """The host PID of a process the machine knows as `inner_pid` (NSpid's last field)."""
-    target_ns = os.readlink(f"/proc/{machine.pid}/ns/pid")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in machine_processes(machine.pid):
         with contextlib.suppress(OSError):
-            if os.readlink(entry / "ns" / "pid") != target_ns:
-                continue
             for line in (entry / "status").read_text().splitlines():
                 if line.startswith("NSpid:") and int(line.split()[-1]) == inner_pid:
                     return int(entry.name)
