@@ -18,6 +18,7 @@ from autoupdated.adapters.journal import Journal, PodmanEvents
 from autoupdated.adapters.podman import Podman, default_url
 from autoupdated.adapters.registry.authfile import load_credentials
 from autoupdated.adapters.registry.client import RegistryClient
+from autoupdated.adapters.registry.hosts import HostFacts as HostFacts  # the daemon keeps one across runs
 from autoupdated.adapters.systemd.bus import SystemdBus
 from autoupdated.controls.model import Waiting
 from autoupdated.engine.failed import FailedUnits
@@ -33,13 +34,15 @@ from autoupdated.parts.puller import Puller
 from autoupdated.parts.restarter import UnitRestarter
 
 
-def real_adapters(options: Options, history: History | None = None) -> Adapters:
-    """The adapters that talk to the real podman, registries, systemd and journal."""
+def real_adapters(options: Options, history: History | None = None, facts: HostFacts | None = None) -> Adapters:
+    """The adapters that talk to the real podman, registries, systemd and journal.  `facts`:
+    what earlier runs of this process learned of each registry (its scheme and challenge)."""
     podman = Podman(options.podman_url)
     client = RegistryClient(
         tls_verify=options.tls_verify,
         per_registry_concurrency=options.check_concurrency,
         timeout=options.registry_timeout,
+        facts=facts,
     )
     bus = SystemdBus(options.bus)
     closers: list[Callable[[], Awaitable[None]]] = [client.aclose, bus.close]
@@ -84,10 +87,13 @@ def _history(path: str | Path, action: str = "update") -> History:
         raise RunError(f"{err}; no update is made without its record") from None
 
 
-async def run(options: Options, *, stop: asyncio.Event | None = None) -> RunResult:
-    """One run of the update job against the real podman, registries and systemd."""
+async def run(
+    options: Options, *, stop: asyncio.Event | None = None, facts: HostFacts | None = None
+) -> RunResult:
+    """One run of the update job against the real podman, registries and systemd.  A
+    long-lived caller passes the same `facts` to every run (see adapters/registry/hosts.py)."""
     history = _history(options.history_path) if options.history_path else None
-    return await run_with(options, adapters=real_adapters(options, history), stop=stop)
+    return await run_with(options, adapters=real_adapters(options, history, facts), stop=stop)
 
 
 async def recover(options: Options, *, stop: asyncio.Event | None = None) -> RunResult:

@@ -38,10 +38,15 @@ OptionsFactory = Callable[[Settings], Any]
 Pruner = Callable[[str], PruneReport]
 
 
+# What the daemon's runs learned of each registry (scheme, auth challenge), kept for its
+# lifetime: a scheduled run then asks every registry at once instead of probing it first.
+_REGISTRY_FACTS = wiring.HostFacts()
+
+
 async def engine_run(options: Options, *, stop: asyncio.Event | None = None) -> RunResult:
     """One run; an update a dead daemon (or a cancelled run) left half done is finished first."""
     recovered = await wiring.recover(options) if options.history_path and not options.dry_run else None
-    result = await wiring.run(options, stop=stop)
+    result = await wiring.run(options, stop=stop, facts=_REGISTRY_FACTS)
     if recovered is not None and recovered.entries:
         result.errors[:0] = recovered.errors
         result.warnings[:0] = [f"finished an interrupted update: {text}" for text in recovered.warnings]

@@ -35,7 +35,7 @@ import httpx
 from autoupdated import manifest as mf
 from autoupdated.adapters.registry import observe, retry
 from autoupdated.adapters.registry.auth import Auth
-from autoupdated.adapters.registry.hosts import Ask, Hosts
+from autoupdated.adapters.registry.hosts import Ask, HostFacts, Hosts
 from autoupdated.adapters.registry.status import check_status
 from autoupdated.adapters.registry.tlsconfig import TLSConfig
 from autoupdated.adapters.registry.transport import Response, Transport
@@ -74,6 +74,7 @@ class RegistryClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         backoff: Callable[[str], retry.HostBackoff] = retry.HostBackoff,
+        facts: HostFacts | None = None,
     ) -> None:
         if per_registry_concurrency < 1:
             raise ValueError("per_registry_concurrency must be at least 1")
@@ -90,6 +91,7 @@ class RegistryClient:
             transport=transport,
             user_agent=user_agent,
             backoff=backoff,
+            facts=facts,
         )
         self._auth = Auth(
             Transport(timeout=timeout, secrets=self._secrets), self._secrets, clock=clock, token_margin=token_margin

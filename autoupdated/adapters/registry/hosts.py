@@ -3,6 +3,14 @@
 One `httpx.AsyncClient` per (host, TLS settings), so connections are reused; one semaphore per
 host bounds the requests in flight to it.  The scheme (https/http) and the auth challenge a
 host's first answer told are remembered here, as is its backoff state (retry.py).
+
+A long-lived process (the daemon) may keep what it learned of each host across runs in
+`HostFacts`: the scheme and the challenge, facts about the registry, not about the run.  The
+next run's first requests then go out at once, authenticated up front, instead of one at a
+time after an HTTPS attempt and a 401.  Both heal themselves when the registry changes: a
+recalled scheme that no longer gets through is probed afresh (transport.py), and a 401 with
+another challenge replaces the recalled one (auth.py).  Backoff, tokens and connections stay
+per run.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from autoupdated.errors import RegistryBlocked, RegistryConfigError
 from autoupdated.model import Credentials
 from autoupdated.reference import Reference
 
-__all__ = ["Ask", "Host", "Hosts"]
+__all__ = ["Ask", "Host", "HostFacts", "Hosts"]
 
 
 @dataclass(slots=True)
@@ -36,6 +44,7 @@ class Host:
     challenge: wwwauth.Challenge | None = None  # the auth scheme once the registry's own 401 told it
     probed: bool = False
     probing: asyncio.Event | None = None  # set once the first request learned scheme and challenge
+    recalled: bool = False  # scheme and challenge came from an earlier run (HostFacts)
     throttle_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def mark_probed(self) -> None:
@@ -44,6 +53,27 @@ class Host:
         self.probed = True
         if self.probing is not None:
             self.probing.set()
+
+
+class HostFacts:
+    """What runs learned of each (host, TLS settings): its scheme and auth challenge."""
+
+    def __init__(self) -> None:
+        self._facts: dict[tuple[str, TLSSettings], tuple[str, wwwauth.Challenge | None]] = {}
+
+    def recall(self, state: Host) -> None:
+        known = self._facts.get((state.host, state.settings))
+        if known is not None:
+            state.scheme, state.challenge = known
+            state.recalled = True
+            state.probed = True  # nothing left to learn first: every request may go at once
+
+    def keep(self, state: Host) -> None:
+        if state.scheme is not None:
+            self._facts[(state.host, state.settings)] = (state.scheme, state.challenge)
+
+    def __len__(self) -> int:
+        return len(self._facts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +110,9 @@ class Hosts:
         transport: httpx.AsyncBaseTransport | None,
         user_agent: str,
         backoff: Callable[[str], retry.HostBackoff],
+        facts: HostFacts | None = None,
     ) -> None:
+        self._facts = facts
         self._tls = tls
         self._tls_verify = tls_verify
         self._timeout = timeout
@@ -141,9 +173,14 @@ class Hosts:
         semaphore = self._semaphores.get(host)
         if semaphore is None:
             semaphore = self._semaphores[host] = asyncio.Semaphore(self._concurrency)
-        return Host(host=host, settings=settings, client=client, semaphore=semaphore, backoff=self._new_backoff(host))
+        state = Host(host=host, settings=settings, client=client, semaphore=semaphore, backoff=self._new_backoff(host))
+        if self._facts is not None:
+            self._facts.recall(state)
+        return state
 
     async def aclose(self) -> None:
         hosts, self._hosts = list(self._hosts.values()), {}
         for host in hosts:
+            if self._facts is not None:
+                self._facts.keep(host)
             await host.client.aclose()

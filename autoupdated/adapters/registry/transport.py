@@ -124,7 +124,21 @@ class Transport:
         self._secrets = secrets
 
     async def manifest(self, state: Host, method: str, path: str, headers: Mapping[str, str], what: str) -> Response:
-        """`method path` on the registry: the known scheme, else https (then http if insecure)."""
+        """`method path` on the registry: the known scheme, else https (then http if insecure).
+        A scheme recalled from an earlier run that no longer gets through is probed afresh."""
+        if state.recalled and state.scheme is not None:
+            recalled = state.scheme
+            try:
+                return await self._manifest_over(state, recalled, method, path, dict(headers), what)
+            except _Unreachable as failed:
+                log.debug(
+                    "registry %s no longer answers over %s as it did (%s); probing its scheme again",
+                    state.host,
+                    recalled,
+                    self._secrets.scrub(str(failed.error)),
+                )
+                if state.scheme == recalled:
+                    state.scheme, state.recalled = None, False
         schemes = [state.scheme] if state.scheme else (["https", "http"] if state.settings.allow_http else ["https"])
         https_error: RegistryError | None = None
         for scheme in schemes:
