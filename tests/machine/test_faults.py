@@ -387,11 +387,13 @@ def error_for(run: dict[str, Any], text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def fx(image_builder: ImageBuilder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
+def fx(
+    image_builder: ImageBuilder, tmp_path_factory: pytest.TempPathFactory, machine_platform: str
+) -> Iterator[Faults]:
     if os.geteuid() != 0 or shutil.which("systemd-nspawn") is None:
         pytest.skip("needs root and systemd-nspawn")
     tmp = tmp_path_factory.mktemp("faults")
-    m = Machine.boot()
+    m = Machine.boot(platform=machine_platform)
     registries: list[Registry] = []
     fx: Faults | None = None
     try:
