@@ -12,12 +12,13 @@ bash scripts/setup.sh || { echo "[test] setup failed" >&2; exit 1; }
 BIN="$REPO/.venv/bin"
 failed=()
 # The Debian 12 compatibility lane (`--machine-platform=bookworm`: podman 4.3, systemd 252): podman's
-# own auto-update cases (engine conformance), the daemon, the restarter, and the faults of podman's
-# service, D-Bus and config and a SIGKILL mid-restart (the platform-dependent ones: the registry
-# faults are the same HTTP on either platform).
+# own auto-update cases (engine conformance), the daemon, the restarter, and one fault group, the
+# one that depends most on the platform: podman's service, D-Bus and config faults (the registry
+# faults are the same HTTP on either platform). The SIGKILL-mid-restart group is left out: it
+# costs about two minutes, and the whole of .ci/run must stay under 30 minutes.
 LANE12_TESTS=(tests/machine/test_engine.py tests/machine/test_daemon.py tests/machine/test_restarter.py
     tests/machine/test_faults.py)
-LANE12_FAULTS="podman_dbus_and_config or sigkill_mid_restart"
+LANE12_FAULTS="podman_dbus_and_config"
 
 step() {
     local name=$1; shift
