@@ -1,9 +1,15 @@
 """pytest fixtures for the real components: the booted machine, test images, host podman.
 
-- `machine` (session): one booted machine for the whole session (Debian 12, podman 4.3).
+- `machine` (session): one booted machine for the whole session, of the platform
+  `--machine-platform` names: Debian 13 `trixie` (podman 5.4, systemd 257, Python 3.13, the
+  default: the platform users have) or Debian 12 `bookworm` (podman 4.3, systemd 252: the
+  compatibility lane).
+- `machine_platform` (session): that platform's name, for tests that boot machines of their own.
 - `machine_services` (function): the same machine; every unit, container, pod and image a
   test made is removed after it.
-- `machine13` (session): a booted Debian 13 machine (podman 5.4, Quadlet, systemd 257).
+- `machine13` (session): a Debian 13 machine for the tests that need one (Quadlet, rootless).
+  It is `machine` itself when that is Debian 13, so the default run boots one machine; only the
+  Debian 12 lane boots a second.
 - `image_builder` (session): builds busybox test images offline and pushes them.
 - `podman_service` (session): `unix://...` URL of a host `podman system service` over an
   isolated store; `podman_host` (session) is the `PodmanService` object itself.
@@ -32,8 +38,9 @@ _SUMMARY: list[str] = []
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--machine-platform", choices=PLATFORMS, default="bookworm",
-        help="the platform the `machine` fixture boots (the Debian 13 tests use `machine13` whatever this says)",
+        "--machine-platform", choices=PLATFORMS, default="trixie",
+        help="the platform the `machine` fixture boots (default trixie; the Debian 13-only tests use"
+        " `machine13`, which is that same machine on trixie and a second one otherwise)",
     )
 
 
@@ -83,10 +90,21 @@ def _boot(platform: str) -> Machine:
     return m
 
 
+def _platform(config: pytest.Config) -> str:
+    return str(config.getoption("--machine-platform"))
+
+
+@pytest.fixture(scope="session")
+def machine_platform(request: pytest.FixtureRequest) -> str:
+    """The platform of this run (`--machine-platform`): what `machine` boots, and what a test
+    that boots a machine of its own (reboots, faults) must boot too."""
+    return _platform(request.config)
+
+
 @pytest.fixture(scope="session")
 def machine(request: pytest.FixtureRequest) -> Iterator[Machine]:
-    """Debian 12 unless `--machine-platform` says otherwise (the suite's second lane)."""
-    m = _boot(request.config.getoption("--machine-platform"))
+    """Debian 13 unless `--machine-platform` says otherwise (the Debian 12 lane)."""
+    m = _boot(_platform(request.config))
     try:
         yield m
     finally:
@@ -94,8 +112,18 @@ def machine(request: pytest.FixtureRequest) -> Iterator[Machine]:
 
 
 @pytest.fixture(scope="session")
-def machine13(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
-    """Debian 13: podman 5.4 with Quadlet, systemd 257, Python 3.13."""
+def machine13(request: pytest.FixtureRequest) -> Iterator[Machine]:
+    """Debian 13: podman 5.4 with Quadlet, systemd 257, Python 3.13.
+
+    The Quadlet and rootless tests need nothing `machine` lacks (no extra capability, the same
+    read-only cgroups with the rootfs's `--cgroups=disabled` drop-in), so on a Debian 13 run they
+    share it instead of paying for a second boot and a second set of images; each test cleans up
+    what it made. `podman kube play` does need more (CAP_NET_ADMIN, writable cgroups), which the
+    shared machine deliberately lacks: tests of it boot their own.
+    """
+    if _platform(request.config) == "trixie":
+        yield request.getfixturevalue("machine")
+        return
     m = _boot("trixie")
     try:
         yield m

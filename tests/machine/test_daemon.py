@@ -309,8 +309,9 @@ def test_under_its_unit_the_daemon_reads_roots_auth_file_but_no_home_directory(
 # -- reboot: a missed run is caught up once ------------------------------------------------------
 
 
-def test_reboot_with_a_missed_run_catches_up_exactly_once() -> None:
-    m = Machine.boot()  # its own machine: the session machine is not rebooted under other tests
+def test_reboot_with_a_missed_run_catches_up_exactly_once(machine_platform: str) -> None:
+    # Its own machine: the session machine is not rebooted under other tests.
+    m = Machine.boot(platform=machine_platform)
     try:
         install(m)
         d = Daemon(m)

@@ -387,11 +387,13 @@ def error_for(run: dict[str, Any], text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def fx(image_builder: ImageBuilder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
+def fx(
+    image_builder: ImageBuilder, tmp_path_factory: pytest.TempPathFactory, machine_platform: str
+) -> Iterator[Faults]:
     if os.geteuid() != 0 or shutil.which("systemd-nspawn") is None:
         pytest.skip("needs root and systemd-nspawn")
     tmp = tmp_path_factory.mktemp("faults")
-    m = Machine.boot()
+    m = Machine.boot(platform=machine_platform)
     registries: list[Registry] = []
     fx: Faults | None = None
     try:
@@ -983,12 +985,30 @@ def test_failed_unit_is_updated_only_with_the_opt_in(group: Faults) -> None:
     unit = f.service("app", reg, "c-app")
     f.trigger()  # the daemon sees the unit running its container: remembered in the history
     # A release that crashes, deployed by hand: the unit crash-loops, then fails; --new removed the container.
+    # systemd fails a Restart=on-failure unit only at its start limit, 5 starts in 10 s by default:
+    # a crash cycle (start, a second, stop, rm) takes ~1.3 s on an idle Debian 13 machine, but over
+    # 2 s under load, so it never got there (seen: still restarting after 90 s). Three starts in
+    # ten minutes is the same failure, on either platform at any speed.
+    dropin = f"/etc/systemd/system/{unit}.d/50-start-limit.conf"
+    f.m.write(dropin, "[Unit]\nStartLimitIntervalSec=600\nStartLimitBurst=3\n")
+    f.m.systemctl("daemon-reload")
+    try:
+        _fail_then_repair(f, reg, unit)
+    finally:
+        f.m.run("rm", "-rf", f"/etc/systemd/system/{unit}.d")
+        f.m.systemctl("daemon-reload")
+
+
+def _fail_then_repair(f: Faults, reg: str, unit: str) -> None:
     f.push("c-app", "crash")
     f.m.podman("pull", "-q", f"{reg}/c-app:latest")
     f.m.systemctl("restart", unit, check=False)
     wait_for(
         lambda: f.m.systemctl("is-failed", unit, check=False).stdout.strip() == "failed", "the unit to fail", timeout=90
     )
+    # Crash-looped, then refused by the start limit ("Start request repeated too quickly"; the
+    # Result it leaves is start-limit-hit on systemd 252, exit-code on 257).
+    assert int(f.m.unit_property(unit, "NRestarts")) >= 2
     assert not f.running("app")
     f.push("c-app")  # the fixed release
     run = f.trigger()

@@ -226,12 +226,12 @@ def test_host_podman_service_api(podman_host: PodmanService, podman_service: str
         podman_host.podman("rm", "-f", "-t", "0", "smoke-host", check=False)
 
 
-def test_reboot_keeps_disk_then_stop_leaves_nothing(tmp_path: Path) -> None:
+def test_reboot_keeps_disk_then_stop_leaves_nothing(tmp_path: Path, machine_platform: str) -> None:
     """A second machine: reboot() keeps its disk but not /run; stop() ends nspawn and PID 1 by
     PID and removes the extracted root and the machine's cgroups."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    m = Machine.boot()
+    m = Machine.boot(platform=machine_platform)
     try:
         m.write("/var/lib/harness/kept", "disk\n")
         m.write("/run/harness/gone", "tmpfs\n")
@@ -257,20 +257,20 @@ import json, sys, time
 from tests.harness import procs
 from tests.harness.machine import Machine
 procs.install_signal_handlers()
-m = Machine.boot()
+m = Machine.boot(platform=sys.argv[1])
 print(json.dumps({"name": m.name, "workdir": str(m.workdir), "pids": [m.nspawn_pid, m.pid]}), flush=True)
 time.sleep(600)
 """
 
 
-def _machine_owner(tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
-    """A separate process that boots a machine and then waits to be killed."""
+def _machine_owner(tmp_path: Path, platform: str) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
+    """A separate process that boots a machine of `platform` and then waits to be killed."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     log = tmp_path / "owner.log"
     out = tmp_path / "owner.out"
     owner = procs.spawn(
-        ["sh", "-c", f'exec "$0" -c "$1" > {out}', sys.executable, _OWNER],
+        ["sh", "-c", f'exec "$0" -c "$1" "$2" > {out}', sys.executable, _OWNER, platform],
         log=log,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
@@ -285,16 +285,16 @@ def _assert_machine_gone(info: dict[str, object]) -> None:
     assert not Path(f"/sys/fs/cgroup/systemd/autoupdated-test/{info['name']}").exists()
 
 
-def test_sigterm_to_the_owner_still_stops_its_machine(tmp_path: Path) -> None:
-    owner, info = _machine_owner(tmp_path)
+def test_sigterm_to_the_owner_still_stops_its_machine(tmp_path: Path, machine_platform: str) -> None:
+    owner, info = _machine_owner(tmp_path, machine_platform)
     procs.stop(owner, timeout=30)  # SIGTERM → KeyboardInterrupt → atexit → Machine.stop
     _assert_machine_gone(info)
 
 
-def test_machines_of_a_killed_owner_are_reaped(tmp_path: Path) -> None:
+def test_machines_of_a_killed_owner_are_reaped(tmp_path: Path, machine_platform: str) -> None:
     from tests.harness.machine import reap_stale_machines
 
-    owner, info = _machine_owner(tmp_path)
+    owner, info = _machine_owner(tmp_path, machine_platform)
     owner.kill()  # SIGKILL: no cleanup at all in the owner
     owner.wait()
     assert procs.starttime(info["pids"][1]) is not None  # type: ignore[index]
