@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 ANALYZE = "systemd-analyze"
-_TIME_LINE = re.compile(r"^\s*(?P<label>Next elapse|Iter\. #\d+|\(in UTC\)):\s*(?P<when>.+?)\s*$")
+# systemd 252 labels the later elapses "Iter. #2", systemd 257 (Debian 13) "Iteration #2".
+_TIME_LINE = re.compile(r"^\s*(?P<label>Next elapse|Iter(?:\.|ation) #\d+|\(in UTC\)):\s*(?P<when>.+?)\s*$")
 _WHEN = re.compile(r"^(?:\w{3} )?(?P<date>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?: (?P<zone>\S+))?$")
 
 

@@ -31,6 +31,17 @@ Normalized form: *-*-* 00:00:00
        (in UTC): Wed 2026-12-02 23:00:00 UTC
 """
 
+# systemd 257 (Debian 13), as `systemd-analyze calendar --iterations=3` prints it there.
+SYSTEMD_257_OUTPUT = """\
+Normalized form: *-*-* *:*:00/20
+    Next elapse: Tue 2026-12-01 23:38:20 UTC
+       From now: 11s left
+   Iteration #2: Tue 2026-12-01 23:38:40 UTC
+       From now: 31s left
+   Iteration #3: Tue 2026-12-01 23:39:00 UTC
+       From now: 51s left
+"""
+
 
 def test_output_in_utc_and_in_another_zone_gives_utc_times():
     assert parse_output(UTC_OUTPUT).times == (
@@ -40,6 +51,24 @@ def test_output_in_utc_and_in_another_zone_gives_utc_times():
     cet = parse_output(CET_OUTPUT)
     assert cet.normalized == "*-*-* 00:00:00"
     assert cet.times == (datetime(2026, 12, 1, 23, tzinfo=UTC), datetime(2026, 12, 2, 23, tzinfo=UTC))
+
+
+def test_systemd_257s_iteration_lines_are_read_too():
+    """Missing them left one elapse per batch, which the trigger takes for "never again"."""
+    assert parse_output(SYSTEMD_257_OUTPUT).times == (
+        datetime(2026, 12, 1, 23, 38, 20, tzinfo=UTC),
+        datetime(2026, 12, 1, 23, 38, 40, tzinfo=UTC),
+        datetime(2026, 12, 1, 23, 39, tzinfo=UTC),
+    )
+
+
+def test_the_trigger_keeps_firing_on_systemd_257_output(monkeypatch):
+    monkeypatch.setattr("autoupdated.calendar_trigger.BATCH", 3)
+    monkeypatch.setattr("autoupdated.calendar_trigger.elapses", lambda *a, **kw: parse_output(SYSTEMD_257_OUTPUT))
+    trigger = CalendarTrigger("*-*-* *:*:00/20")
+    first = trigger.get_next_fire_time(None, datetime(2026, 12, 1, 23, 38, 10, tzinfo=UTC))
+    assert first == datetime(2026, 12, 1, 23, 38, 20, tzinfo=UTC)
+    assert trigger.get_next_fire_time(first, first) == datetime(2026, 12, 1, 23, 38, 40, tzinfo=UTC)
 
 
 def test_systemd_rejecting_an_expression_is_a_clear_error():
