@@ -201,3 +201,15 @@ def add_user(machine: Machine, name: str) -> User:
     machine.write(f"{home}/.config/containers/containers.conf", conf)
     machine.run("chown", "-R", f"{uid}:{uid}", f"{home}/.config")
     return User(name, uid, home)
+
+
+# The columns podman and autoupdated are compared on, side by side.
+ROW_KEYS = ("Unit", "ContainerName", "Policy", "Updated")
+
+
+def report_rows(stdout: str) -> list[dict[str, str]]:
+    """A `--format json` report's rows, those columns only, sorted by unit and container."""
+    if not stdout.strip():
+        return []
+    return sorted(({k: str(row[k]) for k in ROW_KEYS} for row in json.loads(stdout)),
+                  key=lambda row: (row["Unit"], row["ContainerName"]))

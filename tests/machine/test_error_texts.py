@@ -25,13 +25,12 @@ import pytest
 
 from tests.harness.images import RUN_FOREVER, ImageBuilder
 from tests.harness.machine import Machine
-from tests.harness.quadlet import Quadlet
+from tests.harness.quadlet import Quadlet, report_rows
 from tests.harness.registry import Registry
 from tests.harness.registry_fixtures import AUTH_PASSWORD, AUTH_USER
 
 pytestmark = [pytest.mark.machine, pytest.mark.debian13]
 
-ROW_KEYS = ("Unit", "ContainerName", "Policy", "Updated")
 _counter = itertools.count()
 
 
@@ -44,10 +43,7 @@ class Outcome:
 
 
 def _outcome(code: int, stdout: str, stderr: str) -> Outcome:
-    rows = []
-    if stdout.strip():
-        rows = sorted(({k: str(r[k]) for k in ROW_KEYS} for r in json.loads(stdout)),
-                      key=lambda r: (r["Unit"], r["ContainerName"]))
+    rows = report_rows(stdout)
     errors = [ln.removeprefix("Error: ") for ln in stderr.splitlines() if ln.startswith("Error: ")]
     return Outcome(code, rows, errors, stderr)
 

@@ -25,22 +25,17 @@ import pytest
 
 from tests.harness.images import RUN_FOREVER, ImageBuilder
 from tests.harness.machine import Machine, MachineError
-from tests.harness.quadlet import Quadlet, writable_cgroups
+from tests.harness.quadlet import Quadlet, report_rows, writable_cgroups
 from tests.harness.registry import Registry
 from tests.harness.registry_fixtures import AUTH_PASSWORD, AUTH_USER
 
 pytestmark = [pytest.mark.machine, pytest.mark.debian13]
 
-ROW_KEYS = ("Unit", "ContainerName", "Policy", "Updated")
 AUTHFILE = "/etc/kube-test/auth.json"
 _counter = itertools.count()
 
 
-def _rows(stdout: str) -> list[dict[str, str]]:
-    if not stdout.strip():
-        return []
-    return sorted(({k: str(row[k]) for k in ROW_KEYS} for row in json.loads(stdout)),
-                  key=lambda row: (row["Unit"], row["ContainerName"]))
+_rows = report_rows
 
 
 def _auth_json(user: str, password: str, host: str) -> str:

@@ -18,13 +18,12 @@ import pytest
 
 from tests.harness.images import ImageBuilder
 from tests.harness.machine import Machine
-from tests.harness.quadlet import Quadlet
+from tests.harness.quadlet import Quadlet, report_rows
 from tests.harness.registry import Registry
 from tests.harness.registry_fixtures import AUTH_PASSWORD, AUTH_USER
 
 pytestmark = [pytest.mark.machine, pytest.mark.debian13]
 
-ROW_KEYS = ("Unit", "ContainerName", "Policy", "Updated")
 _counter = itertools.count()
 
 
@@ -55,11 +54,7 @@ class Env:
         return r.returncode, _rows(r.stdout), r.stderr
 
 
-def _rows(stdout: str) -> list[dict[str, str]]:
-    if not stdout.strip():
-        return []
-    return sorted(({k: str(row[k]) for k in ROW_KEYS} for row in json.loads(stdout)),
-                  key=lambda row: (row["Unit"], row["ContainerName"]))
+_rows = report_rows
 
 
 def image_of(m: Machine, container: str) -> str:
