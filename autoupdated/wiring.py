@@ -16,7 +16,7 @@ from autoupdated.adapters.history import History
 from autoupdated.adapters.hooks import HookRunner
 from autoupdated.adapters.journal import Journal, PodmanEvents
 from autoupdated.adapters.podman import Podman, default_url
-from autoupdated.adapters.registry.authfile import load_credentials
+from autoupdated.adapters.registry.authfile import CredentialsLookup
 from autoupdated.adapters.registry.client import RegistryClient
 from autoupdated.adapters.registry.hosts import HostFacts as HostFacts  # the daemon keeps one across runs
 from autoupdated.adapters.systemd.bus import SystemdBus
@@ -59,7 +59,7 @@ def real_adapters(options: Options, history: History | None = None, facts: HostF
         comparer=DigestComparer(client),
         puller=Puller(podman, options.pull_concurrency),
         restarter=UnitRestarter(bus, timeout=options.restart_timeout),
-        credentials_for=load_credentials,
+        credentials_for=CredentialsLookup(),
         journal=Journal(),
         history=history,
         failed_units=failed_units,
@@ -87,9 +87,7 @@ def _history(path: str | Path, action: str = "update") -> History:
         raise RunError(f"{err}; no update is made without its record") from None
 
 
-async def run(
-    options: Options, *, stop: asyncio.Event | None = None, facts: HostFacts | None = None
-) -> RunResult:
+async def run(options: Options, *, stop: asyncio.Event | None = None, facts: HostFacts | None = None) -> RunResult:
     """One run of the update job against the real podman, registries and systemd.  A
     long-lived caller passes the same `facts` to every run (see adapters/registry/hosts.py)."""
     history = _history(options.history_path) if options.history_path else None

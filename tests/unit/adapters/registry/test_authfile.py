@@ -123,7 +123,7 @@ def test_registry_auth_file_env_is_exclusive(clean_env: Path, monkeypatch: pytes
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(env_file))
     assert credentials_for(parse("r.example/a:1"), None) is None
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(clean_env / "missing.json"))
-    assert credentials_for(parse("r.example/a:1"), None) is None   # not the default chain either
+    assert credentials_for(parse("r.example/a:1"), None) is None  # not the default chain either
 
 
 def test_default_chain_order_and_skipping_missing(clean_env: Path) -> None:
@@ -280,7 +280,7 @@ async def test_a_hung_read_times_out_while_the_loop_keeps_running(
 
     release = threading.Event()
 
-    def hung(ref: object, path: object, *, home: object = None) -> None:
+    def hung(ref: object, path: object, *, home: object = None, helpers: object = None) -> None:
         release.wait(5)  # a read on a dead NFS mount
 
     monkeypatch.setattr(authfile, "credentials_for", hung)
@@ -341,10 +341,13 @@ def helper(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_cred_helper_entry_runs_the_helper_with_the_registry_on_stdin(helper: Path, clean_env: Path) -> None:
-    (helper / "reg.test:5000.json").write_text(json.dumps({"ServerURL": "reg.test:5000", "Username": "bob",
-                                                           "Secret": SECRET}))
-    authfile = write(clean_env / "auth.json", {"credHelpers": {"reg.test:5000": "test"},
-                                               "auths": {"reg.test:5000": {"auth": auth("other", "x")}}})
+    (helper / "reg.test:5000.json").write_text(
+        json.dumps({"ServerURL": "reg.test:5000", "Username": "bob", "Secret": SECRET})
+    )
+    authfile = write(
+        clean_env / "auth.json",
+        {"credHelpers": {"reg.test:5000": "test"}, "auths": {"reg.test:5000": {"auth": auth("other", "x")}}},
+    )
     # The helper wins over an auths entry for the same registry, as in containers/image.
     assert credentials_for(parse("reg.test:5000/ns/app:1"), str(authfile)) == Credentials("bob", SECRET)
     assert (helper / "asked").read_text() == "reg.test:5000\n"
@@ -363,9 +366,7 @@ def test_a_helper_without_credentials_moves_on_to_the_next_file(helper: Path, cl
     assert (helper / "asked").read_text() == "reg.test\n"
 
 
-def test_a_failing_helper_is_an_error_that_names_it_and_never_quotes_its_output(
-    helper: Path, clean_env: Path
-) -> None:
+def test_a_failing_helper_is_an_error_that_names_it_and_never_quotes_its_output(helper: Path, clean_env: Path) -> None:
     (helper / "reg.test.fail").write_text("")
     authfile = write(clean_env / "auth.json", {"credHelpers": {"reg.test": "test"}})
     with pytest.raises(AuthFileError) as caught:
@@ -390,7 +391,7 @@ def test_creds_store_is_not_run_as_containers_image_never_runs_it_with_one_warni
     assert len(warnings) == 1, warnings
     assert str(authfile) in warnings[0] and '"credsStore"' in warnings[0] and "podman" in warnings[0]
     assert "credHelpers" in warnings[0] and "credential-helpers" in warnings[0]
-    assert '"test"' not in warnings[0]   # the file's content (the helper's name) is not quoted
+    assert '"test"' not in warnings[0]  # the file's content (the helper's name) is not quoted
 
 
 def _user_auth_json(clean_env: Path, registry: str, token: str) -> None:
@@ -417,7 +418,7 @@ def test_registries_conf_credential_helpers_are_read_from_the_main_file_and_a_dr
     assert found.names == ("containers-auth.json", "test") and found.source.endswith("registries.conf")
     _conf(clean_env, 'credential-helpers = ["containers-auth.json", "test"]\n', 'credential-helpers = ["other"]\n')
     assert CredentialHelpers.configured().names == ("other",)
-    _conf(clean_env, 'credential-helpers = ["test"]\n', "credential-helpers = []\n")   # empty: no change
+    _conf(clean_env, 'credential-helpers = ["test"]\n', "credential-helpers = []\n")  # empty: no change
     assert CredentialHelpers.configured().names == ("test",)
     _conf(clean_env, "credential-helpers = [1]\n")
     with pytest.raises(AuthFileError, match="credential-helpers must be a list of helper names"):
@@ -428,7 +429,7 @@ def test_a_registries_conf_helper_runs_when_the_auth_files_have_nothing(helper: 
     _answer(helper, "reg.test", "from-helper")
     _conf(clean_env, 'credential-helpers = ["containers-auth.json", "test"]\n')
     assert credentials_for(parse("reg.test/app:1"), None) == Credentials("from-helper", SECRET)
-    assert (helper / "asked").read_text().split() == ["reg.test"]   # the registry, never the repository
+    assert (helper / "asked").read_text().split() == ["reg.test"]  # the registry, never the repository
 
 
 def test_credential_helpers_are_tried_in_order_and_the_first_with_credentials_wins(
@@ -438,7 +439,7 @@ def test_credential_helpers_are_tried_in_order_and_the_first_with_credentials_wi
     _user_auth_json(clean_env, "reg.test", auth("f", "f"))
     _conf(clean_env, 'credential-helpers = ["containers-auth.json", "test"]\n')
     assert credentials_for(parse("reg.test/app:1"), None) == Credentials("f", "f")
-    assert not (helper / "asked").exists()   # the auth files answered first
+    assert not (helper / "asked").exists()  # the auth files answered first
     _conf(clean_env, 'credential-helpers = ["test", "containers-auth.json"]\n')
     assert credentials_for(parse("reg.test/app:1"), None) == Credentials("from-helper", SECRET)
 
@@ -446,7 +447,7 @@ def test_credential_helpers_are_tried_in_order_and_the_first_with_credentials_wi
 def test_without_containers_auth_json_in_the_list_the_auth_files_are_not_read(helper: Path, clean_env: Path) -> None:
     _user_auth_json(clean_env, "reg.test", auth("f", "f"))
     _conf(clean_env, 'credential-helpers = ["test"]\n')
-    assert credentials_for(parse("reg.test/app:1"), None) is None   # the helper: not found
+    assert credentials_for(parse("reg.test/app:1"), None) is None  # the helper: not found
 
 
 def test_a_helper_that_fails_moves_on_to_the_next_and_its_error_counts_only_when_none_has_credentials(
@@ -458,7 +459,7 @@ def test_a_helper_that_fails_moves_on_to_the_next_and_its_error_counts_only_when
     assert credentials_for(parse("reg.test/app:1"), None) == Credentials("f", "f")
     _conf(clean_env, 'credential-helpers = ["test", "absent", "containers-auth.json"]\n')
     with pytest.raises(AuthFileError) as caught:
-        credentials_for(parse("other.test/app:1"), None)   # nobody has credentials: both errors
+        credentials_for(parse("other.test/app:1"), None)  # nobody has credentials: both errors
     assert "credentials not found" not in str(caught.value)
     (helper / "other.test.fail").write_text("")
     with pytest.raises(AuthFileError) as caught:
@@ -467,7 +468,7 @@ def test_a_helper_that_fails_moves_on_to_the_next_and_its_error_counts_only_when
     assert text.startswith("errors looking up credentials: ")
     assert "docker-credential-test" in text and "exit status 3" in text
     assert "docker-credential-absent is not on PATH" in text and "credential-helpers in " in text
-    assert SECRET not in text   # the failing helper printed it
+    assert SECRET not in text  # the failing helper printed it
 
 
 def test_a_broken_auth_file_is_one_helpers_error_and_the_next_helper_still_answers(
@@ -496,3 +497,68 @@ def test_docker_config_moves_the_docker_config_json(clean_env: Path, monkeypatch
     monkeypatch.setenv("DOCKER_CONFIG", str(clean_env / "dockercfg"))
     write(clean_env / "dockercfg" / "config.json", {"auths": {"reg.test": {"auth": auth("d", "d")}}})
     assert credentials_for(parse("reg.test/app:1"), None) == Credentials("d", "d")
+
+
+async def test_a_run_reads_registries_conf_once_and_each_repository_once(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CredentialsLookup: sixty containers over twenty images made sixty lookups, each parsing
+    registries.conf in a thread; a run now parses it once and looks each repository up once."""
+    authfile = write(
+        clean_env / "auth.json",
+        {"auths": {"quay.io/org": {"auth": auth("ns", "n")}, "ghcr.io": {"auth": auth("gh", "g")}}},
+    )
+    configured, looked_up = [], []
+    real_configured, real_credentials_for = CredentialHelpers.configured, authfile_module.credentials_for
+
+    def counting_configured() -> CredentialHelpers:
+        configured.append(1)
+        return real_configured()
+
+    def counting_credentials_for(ref: object, path: object, **kw: object) -> Credentials | None:
+        looked_up.append((str(ref), path))
+        return real_credentials_for(ref, path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(CredentialHelpers, "configured", staticmethod(counting_configured))
+    monkeypatch.setattr(authfile_module, "credentials_for", counting_credentials_for)
+    lookup = authfile_module.CredentialsLookup()
+    asked = [
+        ("quay.io/org/app:1", str(authfile)),
+        ("quay.io/org/app:2", str(authfile)),
+        ("ghcr.io/x/y:latest", str(authfile)),
+        ("quay.io/org/app:1", None),
+    ] * 15
+    found = await asyncio.gather(*(lookup(parse(ref), path) for ref, path in asked))
+    assert found[:4] == [Credentials("ns", "n"), Credentials("ns", "n"), Credentials("gh", "g"), None]
+    assert found == found[:4] * 15
+    assert len(configured) == 1
+    # one per (repository, authfile): the two tags of quay.io/org/app share theirs
+    assert sorted((ref.rsplit(":", 1)[0], str(path)) for ref, path in looked_up) == sorted(
+        [("quay.io/org/app", str(authfile)), ("ghcr.io/x/y", str(authfile)), ("quay.io/org/app", "None")]
+    )
+    # the next run (a new lookup) reads the files afresh: an edited auth file counts
+    write(authfile, {"auths": {"quay.io/org": {"auth": auth("renewed", "r2")}}})
+    assert await authfile_module.CredentialsLookup()(parse("quay.io/org/app:1"), str(authfile)) == Credentials(
+        "renewed", "r2"
+    )
+    assert len(configured) == 2
+
+
+async def test_a_run_shares_a_lookup_error_with_every_container(clean_env: Path) -> None:
+    bad = clean_env / "bad.json"
+    bad.write_text("{not json")
+    lookup = authfile_module.CredentialsLookup()
+    results = await asyncio.gather(
+        *(lookup(parse(f"r.example/a:{i}"), str(bad)) for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, AuthFileError) and str(bad) in str(r) for r in results), results
+    assert SECRET not in "".join(str(r) for r in results)
+
+
+async def test_a_broken_registries_conf_fails_each_lookup_with_its_name(clean_env: Path) -> None:
+    (clean_env / "registries.conf").write_text("credential-helpers = [\n")
+    lookup = authfile_module.CredentialsLookup()
+    results = await asyncio.gather(
+        *(lookup(parse(f"r.example/a{i}:1"), None) for i in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, AuthFileError) and "registries.conf" in str(r) for r in results), results
