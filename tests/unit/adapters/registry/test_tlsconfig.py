@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
@@ -171,6 +172,36 @@ def test_bad_ca_file_is_a_config_error(tmp_path: Path) -> None:
     (host_dir / "ca.crt").write_text("not a certificate")
     with pytest.raises(TLSConfigError, match="loading certificates"):
         tls.settings_for("reg.example/app", "reg.example").ssl_context()
+
+
+def test_contexts_are_shared_until_a_certificate_file_changes(tmp_path: Path) -> None:
+    """One context per settings for the process (the daemon's runs too); a rewritten CA file
+    makes a new one, so a renewed certs.d entry is read on the next run."""
+    tls = config(tmp_path)
+    host_dir = tmp_path / "certs.d" / "reg.example"
+    host_dir.mkdir()
+    ca_file = host_dir / "ca.crt"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    settings = tls.settings_for("reg.example/app", "reg.example")
+    first = settings.ssl_context()
+    assert settings.ssl_context() is first
+    assert config(tmp_path).settings_for("reg.example/app", "reg.example").ssl_context() is first
+    trustme.CA().cert_pem.write_to_path(str(ca_file))  # a new CA, another size or mtime
+    os.utime(ca_file, ns=(1, 1))
+    renewed = settings.ssl_context()
+    assert renewed is not first
+    assert renewed.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_insecure_context_loads_no_cas_and_verifies_nothing(tmp_path: Path) -> None:
+    tls = config(tmp_path, '[[registry]]\nlocation = "plain.example:5000"\ninsecure = true\n')
+    settings = tls.settings_for("plain.example:5000/app", "plain.example:5000")
+    assert not settings.verify and settings.allow_http
+    context = settings.ssl_context()
+    assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] == 0
+    secure = config(tmp_path).settings_for("other.example/app", "other.example").ssl_context()
+    assert secure.verify_mode == ssl.CERT_REQUIRED and secure.check_hostname
 
 
 _names = st.sampled_from(["a.example", "a.example:5000", "*.example", "a.example/ns", "b", "", "http://x"])
