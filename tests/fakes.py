@@ -138,6 +138,10 @@ class FakeComparer:
     # References whose remote is an index: the platform is resolved and recorded for them.
     indexes: set[str] = field(default_factory=set)
     platforms: dict[str, Platform] = field(default_factory=dict)
+    prefetched: list[str] = field(default_factory=list)
+
+    def prefetch(self, ref: Reference, credentials: Credentials | None) -> None:
+        self.prefetched.append(str(ref))
 
     async def check(
         self,

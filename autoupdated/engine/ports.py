@@ -54,6 +54,10 @@ class ComparerPort(Protocol):
         local_digests: frozenset[str],
     ) -> CheckResult: ...
 
+    def prefetch(self, ref: Reference, credentials: Credentials | None) -> None:
+        """Start asking the registry about `ref` before the local digests are known."""
+        ...
+
 
 class CredentialsPort(Protocol):
     """Credentials for a reference from the auth-file chain (`authfile` first when given)."""
@@ -135,6 +139,8 @@ class TagListerPort(Protocol):
     """A repository's tags (GET /v2/<name>/tags/list, every page): the registry client."""
 
     async def list_tags(self, ref: Reference, credentials: Credentials | None) -> list[str]: ...
+
+
 class EventsPort(Protocol):
     """podman's event log: each run is recorded as podman records its own (`podman events`)."""
 

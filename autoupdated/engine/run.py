@@ -202,17 +202,41 @@ class Engine:
     # -- 2. check -------------------------------------------------------------------------
 
     async def check(self, tasks: list[Task]) -> None:
+        """The registry is asked about every reference while podman lists the local images
+        (the HEAD needs no local digest); each task then compares what came back.  `images` is
+        the listing's time, `check` the whole step's, the listing included."""
         t0 = time.monotonic()
+        listing = asyncio.ensure_future(self.a.podman.images())
+        early = asyncio.ensure_future(self.prefetch(tasks))
         try:
-            images = await self.a.podman.images()
+            images = await listing
         except Exception as err:
+            early.cancel()
             raise RunError(f"listing local images: {err}") from None
-        t1 = time.monotonic()
+        self.result.phases["images"] = time.monotonic() - t0
+        await early
         await asyncio.gather(*(self.check_task(task, images) for task in tasks))
-        self.result.phases["images"] = t1 - t0
-        self.result.phases["check"] = time.monotonic() - t1
+        self.result.phases["check"] = time.monotonic() - t0
         self.result.sizes["images"] = len(images)
         self.result.sizes["references"] = len({task.raw_image for task in tasks if task.policy is Policy.REGISTRY})
+
+    async def prefetch(self, tasks: list[Task]) -> None:
+        """Start the registry's answer for each distinct `registry` reference.  Nothing is
+        reported here: a reference that cannot be parsed, credentials that cannot be read, a
+        pinned digest, are each the check's to report for its containers."""
+        seen: set[tuple[str, str | None]] = set()
+        for task in tasks:
+            if task.policy is not Policy.REGISTRY or (task.raw_image, task.authfile) in seen:
+                continue
+            seen.add((task.raw_image, task.authfile))
+            try:
+                ref = parse_for_autoupdate(task.raw_image)
+                if ref.digest is not None:
+                    continue
+                credentials = await self.a.credentials_for(ref, task.authfile)
+            except Exception:  # noqa: S112 - the check reports it, once per container
+                continue
+            self.a.comparer.prefetch(ref, credentials)
 
     async def check_task(self, task: Task, images: dict[str, ImageInfo]) -> None:
         cid = task.container.id
@@ -232,8 +256,10 @@ class Engine:
             if isinstance(err, AuthenticationRequired) and task.credentials is None and task.authfile:
                 # A missing auth file is read as empty, as podman does (authfile.py): say which file
                 # gave nothing, after podman's text.
-                text += (f" (the authfile {task.authfile} gave no credentials for it: is that file there, "
-                         "readable by autoupdated, with an entry for this registry?)")
+                text += (
+                    f" (the authfile {task.authfile} gave no credentials for it: is that file there, "
+                    "readable by autoupdated, with an entry for this registry?)"
+                )
             self.notes.error(task.fail(text))
             return
         task.prepared = available and not self.ledger.held(task)

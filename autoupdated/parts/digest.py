@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from autoupdated import manifest as mf
 from autoupdated.errors import RegistryError, RegistryProtocolError, RegistryServerError
@@ -77,9 +77,7 @@ class DigestComparer:
     def __init__(self, client: RegistryPort) -> None:
         self.client = client
         # Platform None: the local image's own, which its digests identify.
-        self._checks: dict[
-            tuple[str, Credentials | None, Platform | None, frozenset[str]], asyncio.Future[CheckResult]
-        ]
+        self._checks: dict[tuple[str, Credentials | None, Platform | None, frozenset[str]], asyncio.Future[CheckResult]]
         self._checks = {}
         self._heads: dict[tuple[str, str, Credentials | None], asyncio.Future[_Head]] = {}
         self._bodies: dict[tuple[str, str, Credentials | None], asyncio.Future[ManifestBody]] = {}
@@ -103,12 +101,29 @@ class DigestComparer:
             self._checks, key, lambda: self._check(ref, credentials, platform, frozenset(local_digests))
         )
 
-    async def _shared(self, cache: dict[T_key, asyncio.Future[T]], key: T_key, make: Callable[[], Awaitable[T]]) -> T:
+    def prefetch(self, ref: Reference, credentials: Credentials | None) -> None:
+        """Ask the registry for `ref`'s tag now, before the local digests are known; the
+        `check` of any container on it then shares the answer (or the error).  The engine calls
+        this while podman is still listing the local images, so the two waits overlap."""
+        if ref.digest is not None or ref.tag is None:
+            return
+        tag = ref.tag
+        self._start(self._heads, (ref.name, tag, credentials), lambda: self._fetch_head(ref, tag, credentials))
+
+    def _start(
+        self, cache: dict[T_key, asyncio.Future[T]], key: T_key, make: Callable[[], Awaitable[T]]
+    ) -> asyncio.Future[T]:
         future = cache.get(key)
         if future is None:
             future = asyncio.ensure_future(self._guarded(make))
+            # Every asker gets the error; one started early that no check asked for (the run
+            # stopped) must not be logged as "never retrieved".
+            future.add_done_callback(_retrieve)
             cache[key] = future
-        return await asyncio.shield(future)
+        return future
+
+    async def _shared(self, cache: dict[T_key, asyncio.Future[T]], key: T_key, make: Callable[[], Awaitable[T]]) -> T:
+        return await asyncio.shield(self._start(cache, key, make))
 
     async def _guarded(self, make: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -211,3 +226,8 @@ def _done(value: T) -> asyncio.Future[T]:
     future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
     future.set_result(value)
     return future
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -84,6 +84,47 @@ async def test_a_run_records_what_each_step_took_and_over_how_many(caplog):
     )
 
 
+async def test_the_registry_is_asked_while_podman_lists_the_images():
+    """The check's HEADs need no local digest: they start before the image listing returns,
+    once per distinct reference (not per container), and none for a pinned digest."""
+    pinned = "quay.io/org/p@sha256:" + "1" * 64
+    podman, comparer, puller, restarter = world(
+        container(1, IMG_A), container(2, IMG_A), container(3, IMG_B), container(4, pinned)
+    )
+    listed = asyncio.Event()
+    prefetched_before: list[str] = []
+    real_images = podman.images
+
+    async def slow_images():
+        await asyncio.sleep(0.05)
+        prefetched_before.extend(comparer.prefetched)
+        listed.set()
+        return await real_images()
+
+    podman.images = slow_images
+    result = await engine.run(
+        engine.Options(dry_run=True, **FAST), adapters=adapters(podman, comparer, puller, restarter)
+    )
+    assert listed.is_set()
+    assert prefetched_before == [IMG_A, IMG_B]
+    assert statuses(result) == {"c1": "pending", "c2": "pending", "c3": "false", "c4": "false"}
+    assert result.phases["check"] >= result.phases["images"] >= 0.05
+
+
+async def test_an_image_listing_that_fails_stops_the_run_with_nothing_left_running():
+    podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_B))
+
+    async def broken_images():
+        await asyncio.sleep(0.01)
+        raise OSError("podman went away")
+
+    podman.images = broken_images
+    with pytest.raises(engine.RunError, match="listing local images: podman went away"):
+        await engine.run(engine.Options(dry_run=True, **FAST), adapters=adapters(podman, comparer, puller, restarter))
+    current = asyncio.current_task()
+    assert [t for t in asyncio.all_tasks() if t is not current and not t.done()] == []
+
+
 async def test_a_dry_run_has_no_update_step():
     podman, comparer, puller, restarter = world(container(1, IMG_A))
     result = await engine.run(
@@ -114,9 +155,7 @@ async def test_invalid_policy_is_an_error_and_the_others_still_update():
 )
 async def test_a_container_the_filters_leave_out_cannot_fail_the_run_with_a_bad_label(filters):
     podman, comparer, puller, restarter = world(container(1, IMG_A, policy="fake_x"), container(2, IMG_A))
-    result = await engine.run(
-        engine.Options(**filters, **FAST), adapters=adapters(podman, comparer, puller, restarter)
-    )
+    result = await engine.run(engine.Options(**filters, **FAST), adapters=adapters(podman, comparer, puller, restarter))
     assert statuses(result) == {"c2": "true"}
     assert not result.errors and not result.failed
 
@@ -219,7 +258,7 @@ async def test_an_authfile_that_gave_no_credentials_is_named_after_podmans_401_t
     assert statuses(result) == {"c1": "failed", "c2": "failed"}
     first, second = sorted(result.errors)
     assert first.startswith(f"checking image updates for container {cid(1)}: {text} (the authfile /gone/auth.json ")
-    assert second == f"checking image updates for container {cid(2)}: {text}"   # no authfile named: as it is
+    assert second == f"checking image updates for container {cid(2)}: {text}"  # no authfile named: as it is
 
 
 async def test_pull_failure_keeps_the_unit_untouched():
@@ -424,7 +463,7 @@ async def test_an_index_is_compared_for_the_platform_of_the_local_image_inspecte
     comparer.indexes = {IMG_A}
     await engine.run(engine.Options(dry_run=True, **FAST), adapters=adapters(podman, comparer, puller, restarter))
     assert comparer.platforms == {IMG_A: armv7}
-    assert podman.inspected == ["old"]   # once for both containers; never for IMG_B (not an index)
+    assert podman.inspected == ["old"]  # once for both containers; never for IMG_B (not an index)
 
 
 async def test_a_configured_platform_wins_and_nothing_is_inspected():

@@ -119,6 +119,37 @@ async def test_ten_concurrent_callers_share_one_head(world: World, comparer: Dig
     assert world.fake.count("HEAD") == 1
 
 
+async def test_a_prefetched_head_is_the_one_every_check_uses(world: World, comparer: DigestComparer) -> None:
+    """The engine prefetches while podman lists the local images: the HEAD is on the wire before
+    any local digest is known, and the checks after it send nothing more."""
+    world.fake.delay = 0.05
+    comparer.prefetch(parse("registry.test/app:single"), None)
+    comparer.prefetch(parse("registry.test/app:single"), None)  # a second ask starts nothing
+    comparer.prefetch(parse(f"registry.test/app@{world.single}"), None)  # a pin: nothing to ask
+    await asyncio.sleep(0.01)
+    assert world.fake.count("HEAD") == 1
+    results = await asyncio.gather(*(check(comparer, "registry.test/app:single", {world.single}) for _ in range(3)))
+    assert results == [CheckResult(False, world.single)] * 3
+    assert (world.fake.count("HEAD"), world.fake.count("GET")) == (1, 0)
+
+
+async def test_a_prefetch_nobody_asks_for_fails_quietly(
+    world: World, comparer: DigestComparer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run that stops after prefetching (podman could not list the images) leaves no
+    "exception was never retrieved" behind."""
+    world.fake.override[("HEAD", "/v2/app/manifests/single")] = lambda r: httpx.Response(404)
+    comparer.prefetch(parse("registry.test/app:single"), None)
+    for _ in range(20):
+        await asyncio.sleep(0.005)
+    import gc
+
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+    with pytest.raises(RegistryError):  # and a later check still gets the error
+        await check(comparer, "registry.test/app:single", {world.single})
+
+
 async def test_platforms_and_local_digests_share_head_and_get(world: World, comparer: DigestComparer) -> None:
     world.fake.delay = 0.02
     questions = [
@@ -219,14 +250,18 @@ async def test_an_index_is_compared_for_the_local_images_platform_not_the_hosts(
     # HasDifferentDigest uses the local image's os/architecture/variant).
     source = LocalPlatform(ARMV7)
     result = await comparer.check(
-        parse("registry.test/app:multi"), credentials=None, platform=source,
+        parse("registry.test/app:multi"),
+        credentials=None,
+        platform=source,
         local_digests=frozenset({world.instances[ARMV7]}),
     )
     assert result == CheckResult(False, world.instances[ARMV7])
     assert source.calls == 1
     source = LocalPlatform(ARM64)
     result = await comparer.check(
-        parse("registry.test/app:multi"), credentials=None, platform=source,
+        parse("registry.test/app:multi"),
+        credentials=None,
+        platform=source,
         local_digests=frozenset({world.instances[AMD64]}),
     )
     assert result == CheckResult(True, world.instances[Platform("linux", "arm64", "v8")])
@@ -237,6 +272,7 @@ async def test_the_local_platform_is_not_looked_up_unless_the_remote_is_an_index
 ) -> None:
     source = LocalPlatform(ARMV7)
     for tag, local in (("single", {world.single}), ("single", {"sha256:" + "0" * 64}), ("multi", {world.index})):
-        await comparer.check(parse(f"registry.test/app:{tag}"), credentials=None, platform=source,
-                             local_digests=frozenset(local))
+        await comparer.check(
+            parse(f"registry.test/app:{tag}"), credentials=None, platform=source, local_digests=frozenset(local)
+        )
     assert source.calls == 0
