@@ -1,7 +1,8 @@
 """Sending requests to a registry host: the one place httpx, ssl and OS errors become ours.
 
 * Insecure registries (registries.conf or tls_verify=False): HTTPS without verification, then
-  plain HTTP, as containers/image does.  Never plain HTTP otherwise.
+  plain HTTP, as containers/image does; a first request without credentials asks over both at
+  once and keeps HTTPS when it answers.  Never plain HTTP otherwise.
 * Redirects followed by hand: `Authorization` is dropped when the origin (scheme, host, port)
   changes, an HTTPS→HTTP redirect is refused unless the registry is insecure, and every
   `Location` is checked (urls.checked_url) before it is used.
@@ -140,6 +141,8 @@ class Transport:
                 if state.scheme == recalled:
                     state.scheme, state.recalled = None, False
         schemes = [state.scheme] if state.scheme else (["https", "http"] if state.settings.allow_http else ["https"])
+        if len(schemes) == 2 and "Authorization" not in headers:
+            return await self._race(state, method, path, dict(headers), what)
         https_error: RegistryError | None = None
         for scheme in schemes:
             try:
@@ -163,6 +166,44 @@ class Transport:
                 state.scheme = scheme
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _race(self, state: Host, method: str, path: str, headers: dict[str, str], what: str) -> Response:
+        """An insecure host's scheme is unknown: ask over HTTPS and plain HTTP at once, and keep
+        HTTPS when it gets through, as containers/image's try-HTTPS-then-HTTP ends up doing,
+        one round trip sooner.  Only requests without credentials race: credentials never go
+        over plain HTTP unless HTTPS failed first."""
+        over = {
+            scheme: asyncio.ensure_future(self._manifest_over(state, scheme, method, path, dict(headers), what))
+            for scheme in ("https", "http")
+        }
+        try:
+            try:
+                response = await over["https"]
+            except _Unreachable as failed:
+                https_error = failed.error
+                log.debug(
+                    "HTTPS to insecure registry %s failed (%s); using plain HTTP",
+                    state.host,
+                    self._secrets.scrub(str(https_error)),
+                )
+            else:
+                state.scheme = state.scheme or "https"
+                return response
+            try:
+                response = await over["http"]
+            except _Unreachable as failed:
+                mapped = failed.error
+                if str(mapped) == str(https_error):  # e.g. connection refused: say it once
+                    raise type(https_error)(f"{https_error} (over HTTPS and plain HTTP)") from None
+                raise type(https_error)(f"{https_error} (plain HTTP failed too: {mapped})") from None
+            state.scheme = state.scheme or "http"
+            return response
+        finally:
+            for future in over.values():
+                if not future.done():
+                    future.cancel()
+                elif not future.cancelled():
+                    future.exception()  # an answer not used is not an error to log
 
     async def _manifest_over(
         self, state: Host, scheme: str, method: str, path: str, headers: dict[str, str], what: str

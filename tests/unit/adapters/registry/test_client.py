@@ -394,6 +394,54 @@ async def test_insecure_registry_falls_back_to_http_once(fake: FakeRegistry, tmp
     assert [c.url.split(":")[0] for c in fake.calls] == ["http", "http"]  # https failed before reaching it
 
 
+async def test_an_insecure_registry_that_speaks_https_keeps_https(fake: FakeRegistry, tmp_path: Path) -> None:
+    """The first, credential-less request asks over both schemes at once; HTTPS answered, so
+    HTTPS is what every later request uses."""
+    conf = '[[registry]]\nlocation = "registry.test"\ninsecure = true\n'
+    async with RegistryClient(tls=tls_config(tmp_path, conf), transport=fake.transport()) as client:
+        assert (await client.head_manifest(REF, "1.0", None)).digest == DIGEST
+        assert (await client.head_manifest(REF, "1.0", None)).digest == DIGEST
+    schemes = [c.url.split(":")[0] for c in fake.calls]
+    assert schemes[0:2] in (["https", "http"], ["http", "https"]) and schemes[2:] == ["https"]
+
+
+async def test_plain_http_is_asked_at_once_and_used_when_https_fails(fake: FakeRegistry, tmp_path: Path) -> None:
+    """A plain-HTTP registry: HTTPS decides (it would win if it answered), so the first request
+    ends when HTTPS fails; the answer over HTTP was asked at the same time and is ready then,
+    one round trip sooner than asking after the failure.  Later requests go over HTTP only."""
+    real = fake.handle
+
+    async def slow_tls(request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "https":
+            await asyncio.sleep(0.5)
+            raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number", request=request)
+        return await real(request)
+
+    conf = '[[registry]]\nlocation = "registry.test"\ninsecure = true\n'
+    async with RegistryClient(tls=tls_config(tmp_path, conf), transport=httpx.MockTransport(slow_tls)) as client:
+        t0 = asyncio.get_running_loop().time()
+        assert (await client.head_manifest(REF, "1.0", None)).digest == DIGEST
+        # the HTTPS attempt is still failing: its answer decides, so this took its 0.5 s ...
+        assert asyncio.get_running_loop().time() - t0 >= 0.45
+        t1 = asyncio.get_running_loop().time()
+        assert (await client.head_manifest(REF, "1.0", None)).digest == DIGEST
+        assert asyncio.get_running_loop().time() - t1 < 0.2  # ... once: then plain HTTP at once
+    assert [c.url.split(":")[0] for c in fake.calls] == ["http", "http"]
+
+
+async def test_credentials_never_race_over_plain_http(tmp_path: Path) -> None:
+    """Basic auth on an insecure registry that speaks HTTPS: the probe raced (no credentials),
+    the 401 came over HTTPS, and the credentials went over HTTPS only."""
+    fake = FakeRegistry(auth="basic")
+    fake.put("team/app", "1.0", MANIFEST, mf.OCI_MANIFEST)
+    conf = '[[registry]]\nlocation = "registry.test"\ninsecure = true\n'
+    creds = Credentials(fake.user, fake.password)
+    async with RegistryClient(tls=tls_config(tmp_path, conf), transport=fake.transport()) as client:
+        assert (await client.head_manifest(REF, "1.0", creds)).digest == DIGEST
+    with_auth = [c for c in fake.calls if c.authorization]
+    assert with_auth and all(c.url.startswith("https://") for c in with_auth)
+
+
 async def test_secure_registry_never_falls_back_to_http(fake: FakeRegistry, client: RegistryClient) -> None:
     fake.fail_https = True
     with pytest.raises(RegistryTLSError, match="does not speak TLS"):
