@@ -96,6 +96,12 @@ class RegistryClient:
         self._auth = Auth(
             Transport(timeout=timeout, secrets=self._secrets), self._secrets, clock=clock, token_margin=token_margin
         )
+        self._facts = facts
+        if facts is not None:
+            for token in facts.tokens.values():
+                self._secrets.add(token.value)  # scrubbed from this run's texts as well
+                self._secrets.add(token.refresh)
+            self._auth.tokens.seed(facts.tokens)
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -104,6 +110,8 @@ class RegistryClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._facts is not None:
+            self._facts.tokens = self._auth.tokens.unexpired()
         self._auth.tokens.cancel()
         await self._hosts.aclose()
 

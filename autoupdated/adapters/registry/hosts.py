@@ -9,8 +9,10 @@ A long-lived process (the daemon) may keep what it learned of each host across r
 next run's first requests then go out at once, authenticated up front, instead of one at a
 time after an HTTPS attempt and a 401.  Both heal themselves when the registry changes: a
 recalled scheme that no longer gets through is probed afresh (transport.py), and a 401 with
-another challenge replaces the recalled one (auth.py).  Backoff, tokens and connections stay
-per run.
+another challenge replaces the recalled one (auth.py).  Bearer tokens that are still valid
+when a run ends are kept too (their own expiry, less the margin, still applies; a token the
+registry refuses is fetched afresh, auth.py): a daemon on a schedule shorter than the tokens'
+life skips the token round trip.  Backoff and connections stay per run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -27,6 +30,9 @@ from autoupdated.adapters.registry.tlsconfig import TLSConfig, TLSConfigError, T
 from autoupdated.errors import RegistryBlocked, RegistryConfigError
 from autoupdated.model import Credentials
 from autoupdated.reference import Reference
+
+if TYPE_CHECKING:  # token.py needs hosts.py (through status.py)
+    from autoupdated.adapters.registry.token import Token, TokenKey
 
 __all__ = ["Ask", "Host", "HostFacts", "Hosts"]
 
@@ -56,10 +62,12 @@ class Host:
 
 
 class HostFacts:
-    """What runs learned of each (host, TLS settings): its scheme and auth challenge."""
+    """What runs learned of each (host, TLS settings): its scheme and auth challenge; and the
+    bearer tokens still valid when a run ended, which the next run uses until they expire."""
 
     def __init__(self) -> None:
         self._facts: dict[tuple[str, TLSSettings], tuple[str, wwwauth.Challenge | None]] = {}
+        self.tokens: dict[TokenKey, Token] = {}
 
     def recall(self, state: Host) -> None:
         known = self._facts.get((state.host, state.settings))

@@ -222,6 +222,16 @@ class TokenCache:
         if isinstance(entry, Token) and entry.value == value:
             del self._entries[key]
 
+    def unexpired(self) -> dict[TokenKey, Token]:
+        """The tokens still valid now (a long-lived client keeps them for its next run)."""
+        now = self._clock()
+        return {k: v for k, v in self._entries.items() if isinstance(v, Token) and v.expires_at > now}
+
+    def seed(self, tokens: Mapping[TokenKey, Token]) -> None:
+        """Start with tokens an earlier run got; expired ones are dropped on first use."""
+        for key, token in tokens.items():
+            self._entries.setdefault(key, token)
+
     def cancel(self) -> None:
         for task in [t for t in self._entries.values() if isinstance(t, asyncio.Task)]:
             task.cancel()

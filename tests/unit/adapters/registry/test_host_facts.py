@@ -79,7 +79,45 @@ async def test_the_next_run_asks_over_the_known_scheme_with_its_token_up_front(w
     assert await one_run(wire, tmp_path, facts) == DIGEST
     assert wire.attempts == [("http", "HEAD")]  # no HTTPS attempt, no 401: the token went first
     assert [c.authorization is not None for c in wire.fake.calls] == [True]
-    assert len(wire.fake.token_calls) == 2  # tokens stay per run
+    assert len(wire.fake.token_calls) == 1  # the first run's token, still valid, went up front
+
+
+async def test_a_kept_token_is_used_until_it_expires_then_fetched_afresh(wire: Wire, tmp_path: Path) -> None:
+    now = [1000.0]
+    facts = HostFacts()
+
+    async def run() -> str:
+        async with RegistryClient(
+            tls=tls(tmp_path), transport=wire.transport(), facts=facts, clock=lambda: now[0], token_margin=10
+        ) as client:
+            return (await client.head_manifest(REF, "1.0", None)).digest
+
+    assert await run() == DIGEST
+    now[0] += 200  # within the token's 300 s (less the 10 s margin)
+    assert await run() == DIGEST
+    assert len(wire.fake.token_calls) == 1
+    now[0] += 95  # 295 s: inside the margin, so it counts as expired
+    assert await run() == DIGEST
+    assert len(wire.fake.token_calls) == 2
+    assert [c.authorization is not None for c in wire.fake.calls] == [False, True, True, True]
+
+
+async def test_a_kept_token_the_registry_refuses_is_replaced_in_the_same_run(wire: Wire, tmp_path: Path) -> None:
+    facts = HostFacts()
+    assert await one_run(wire, tmp_path, facts) == DIGEST
+    wire.fake.tokens.clear()  # the registry forgot it (revoked, restarted with a new key)
+    wire.fake.calls.clear()
+    assert await one_run(wire, tmp_path, facts) == DIGEST
+    assert len(wire.fake.token_calls) == 2
+    assert [c.authorization is not None for c in wire.fake.calls] == [True, True]  # refused, then the new one
+
+
+async def test_a_kept_token_is_scrubbed_from_the_next_runs_texts(wire: Wire, tmp_path: Path) -> None:
+    facts = HostFacts()
+    assert await one_run(wire, tmp_path, facts) == DIGEST
+    [kept] = facts.tokens.values()
+    async with RegistryClient(tls=tls(tmp_path), transport=wire.transport(), facts=facts) as client:
+        assert kept.value not in client.scrub(f"the registry said: token {kept.value} is odd")
 
 
 async def test_without_facts_every_run_probes_again(wire: Wire, tmp_path: Path) -> None:
