@@ -150,6 +150,9 @@ def memory(pid: int) -> dict[str, float]:
         "hwm_mb": round(_kib(status["VmHWM"]) / mb, 1),
         "pss_mb": round(_kib(rollup["Pss"]) / mb, 1) if "Pss" in rollup else -1.0,
         "anon_mb": round(_kib(status.get("RssAnon", "0 kB")) / mb, 1),
+        # the interpreter's and libraries' mapped files: page cache on a disk-backed host, shmem
+        # here (the machine's root is a tmpfs)
+        "mapped_files_mb": round((_kib(status.get("RssFile", "0 kB")) + _kib(status.get("RssShmem", "0 kB"))) / mb, 1),
         "threads": int(status["Threads"]),
         # FDSize: the file-descriptor table's size, which only grows: the high-water mark of open files
         "fd_table": int(status.get("FDSize", "0")),
@@ -399,6 +402,8 @@ import autoupdated
 for info in pkgutil.walk_packages(autoupdated.__path__, "autoupdated."):
     if not info.name.startswith(("autoupdated.__main__", "autoupdated.data")):
         importlib.import_module(info.name)
+# what httpx loads on its first client and connection: part of what any run leaves
+import httpcore, h11, anyio._backends._asyncio  # noqa: E401
 ctypes.CDLL("libc.so.6").malloc_trim(0)
 fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
 print(int(fields["VmRSS"].split()[0]), int(fields["RssAnon"].split()[0]))
@@ -407,6 +412,7 @@ print(int(fields["VmRSS"].split()[0]), int(fields["RssAnon"].split()[0]))
 
 def module_floor(machine: Machine, env: dict[str, str]) -> dict[str, float]:
     """RSS (MB) of a fresh interpreter that has imported every autoupdated module (and so every
-    library the daemon runs on), trimmed, with no run done: the idle daemon cannot go below it."""
+    library the daemon runs on, with what httpx loads on first use), trimmed, with no run done:
+    the idle daemon cannot go below it."""
     out = machine.run(VENV_PYTHON, "-c", _FLOOR_SCRIPT, env=env).stdout.split()
     return {"rss_mb": round(int(out[0]) / 1024, 1), "anon_mb": round(int(out[1]) / 1024, 1)}

@@ -917,7 +917,11 @@ def _floor_note(daemon: dict[str, Any], rss: float) -> str:
     floor = daemon.get("module_floor")
     if not floor:
         return ""
-    return f"; module floor {floor['rss_mb']:.1f} MB (the imports alone), runs leave {rss - floor['rss_mb']:+.1f} MB"
+    note = f"; module floor {floor['rss_mb']:.1f} MB (the imports alone), runs leave {rss - floor['rss_mb']:+.1f} MB"
+    mapped = (daemon.get("memory") or {}).get("mapped_files_mb")
+    if mapped is not None:
+        note += f"; {mapped:.1f} MB of the RSS are the interpreter's and libraries' mapped files"
+    return note
 
 
 GATE_SLACK_S = 0.5  # wall times of two separate runs differ by this much with nothing changed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -288,6 +289,7 @@ def release_memory() -> None:
     """After a run the daemon sleeps until the next one: give the heap the run grew back to the
     system.  glibc keeps freed memory for reuse otherwise (about 7 MB after a run over 60
     containers, most of what an idle daemon holds beyond its modules).  No-op elsewhere."""
+    gc.collect()
     try:
         import ctypes
 
