@@ -21,7 +21,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import httpx
 
@@ -30,9 +30,6 @@ from autoupdated.adapters.registry.tlsconfig import TLSConfig, TLSConfigError, T
 from autoupdated.errors import RegistryBlocked, RegistryConfigError
 from autoupdated.model import Credentials
 from autoupdated.reference import Reference
-
-if TYPE_CHECKING:  # token.py needs hosts.py (through status.py)
-    from autoupdated.adapters.registry.token import Token, TokenKey
 
 __all__ = ["Ask", "Host", "HostFacts", "Hosts"]
 
@@ -67,7 +64,8 @@ class HostFacts:
 
     def __init__(self) -> None:
         self._facts: dict[tuple[str, TLSSettings], tuple[str, wwwauth.Challenge | None]] = {}
-        self.tokens: dict[TokenKey, Token] = {}
+        # token.TokenKey -> token.Token, typed loosely: token.py imports this module (via status.py)
+        self.tokens: dict[Any, Any] = {}
 
     def recall(self, state: Host) -> None:
         known = self._facts.get((state.host, state.settings))
