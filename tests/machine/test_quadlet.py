@@ -510,3 +510,64 @@ def test_credential_helpers_from_registries_conf_as_podman_uses_them_and_creds_s
               "/run/sbconf-asked")
         m.untrust_registry(host)
         m.systemctl("stop", "podman.service", check=False)
+
+
+def test_where_autoupdated_deliberately_differs_from_podman_5_a_pinned_digest_and_the_health_gate(
+    env: Env, quadlet: Quadlet
+) -> None:
+    """The two deliberate differences, each tool run on the same units in the same machine.
+
+    A digest-pinned `Image=`: both leave it alone (`false`, nothing pulled); autoupdated also
+    says why, once per container, since a pinned image can never follow its tag.
+
+    A new image that starts and crashes a second later (no healthcheck): podman's restart job
+    ends `done`, so podman reports `true` and leaves the unit on the crashing image;
+    autoupdated's health gate sees the container die within its settle time, rolls back and
+    reports `rolled back`, the unit active on the old image."""
+    m = env.machine
+    # -- a pinned digest -------------------------------------------------------------------
+    local = env.builder.build("good", f"pin-{next(_counter)}")
+    digest = env.builder.push(local, env.ref("pin"))
+    pinned = f"{env.registry.host_port}/pin@{digest}"
+    m.podman("pull", "-q", pinned)
+    unit = quadlet.container("pin", pinned, AutoUpdate="registry")
+    quadlet.start(unit)
+    old = image_of(m, "systemd-pin")
+    env.push("pin")  # the tag moves on; the pin does not
+    p_code, p_rows, p_err = env.podman_auto_update("--dry-run")
+    a_code, a_rows, a_err = env.autoupdated("--dry-run")
+    assert (p_code, a_code) == (0, 0), (p_err, a_err)
+    row = {"Unit": unit, "ContainerName": "systemd-pin", "Policy": "registry", "Updated": "false"}
+    assert p_rows == a_rows == [row]
+    assert "digest-pinned" not in p_err
+    assert a_err.count("digest-pinned") == 1 and pinned in a_err  # the difference: we say why
+    assert image_of(m, "systemd-pin") == old
+    m.systemctl("stop", unit, check=False)
+
+    # -- a new image that crashes after it started -----------------------------------------
+    ref = env.push("gate")
+    env.pull("gate")
+    unit = quadlet.container("gate", ref, AutoUpdate="registry")
+    quadlet.start(unit)
+    old = image_of(m, "systemd-gate")
+    env.push("gate", variant="crash")
+
+    p_code, p_rows, p_err = env.podman_auto_update()
+    assert p_code == 0, p_err
+    assert [r["Updated"] for r in p_rows] == ["true"], p_err  # podman: the restart job was done
+    crashed = m.podman("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
+    assert crashed != old
+
+    # back to the old image, as it was before podman's run; the crashing one stays newest
+    m.podman("tag", old, ref)
+    m.systemctl("reset-failed", unit, check=False)
+    m.systemctl("restart", unit, timeout=60)
+    wait_running(m, "systemd-gate")
+    assert image_of(m, "systemd-gate") == old
+
+    a_code, a_rows, a_err = env.autoupdated()
+    assert a_code == 0, a_err
+    assert [r["Updated"] for r in a_rows] == ["rolled back"], a_err  # the difference: the gate
+    wait_running(m, "systemd-gate")
+    assert image_of(m, "systemd-gate") == old
+    assert m.systemctl("is-active", unit, check=False).stdout.strip() == "active"
