@@ -24,8 +24,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
+from autoupdated import aio
 from autoupdated import manifest as mf
 from autoupdated.errors import RegistryError, RegistryProtocolError, RegistryServerError
 from autoupdated.manifest import ManifestBody, ManifestHead
@@ -105,25 +106,11 @@ class DigestComparer:
         """Ask the registry for `ref`'s tag now, before the local digests are known; the
         `check` of any container on it then shares the answer (or the error).  The engine calls
         this while podman is still listing the local images, so the two waits overlap."""
-        if ref.digest is not None or ref.tag is None:
-            return
-        tag = ref.tag
-        self._start(self._heads, (ref.name, tag, credentials), lambda: self._fetch_head(ref, tag, credentials))
-
-    def _start(
-        self, cache: dict[T_key, asyncio.Future[T]], key: T_key, make: Callable[[], Awaitable[T]]
-    ) -> asyncio.Future[T]:
-        future = cache.get(key)
-        if future is None:
-            future = asyncio.ensure_future(self._guarded(make))
-            # Every asker gets the error; one started early that no check asked for (the run
-            # stopped) must not be logged as "never retrieved".
-            future.add_done_callback(_retrieve)
-            cache[key] = future
-        return future
+        if ref.digest is None and ref.tag is not None:
+            self._head_future(ref, ref.tag, credentials)
 
     async def _shared(self, cache: dict[T_key, asyncio.Future[T]], key: T_key, make: Callable[[], Awaitable[T]]) -> T:
-        return await asyncio.shield(self._start(cache, key, make))
+        return await asyncio.shield(aio.shared(cache, key, lambda: self._guarded(make)))
 
     async def _guarded(self, make: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -192,10 +179,12 @@ class DigestComparer:
 
     async def _head(self, ref: Reference, credentials: Credentials | None) -> _Head:
         assert ref.tag is not None
-        tag = ref.tag
-        return await self._shared(
-            self._heads, (ref.name, tag, credentials), lambda: self._fetch_head(ref, tag, credentials)
-        )
+        return await asyncio.shield(self._head_future(ref, ref.tag, credentials))
+
+    def _head_future(self, ref: Reference, tag: str, credentials: Credentials | None) -> asyncio.Future[_Head]:
+        """The HEAD of `tag`, shared per (repository, tag, credentials) for the run."""
+        key = (ref.name, tag, credentials)
+        return aio.shared(self._heads, key, lambda: self._guarded(lambda: self._fetch_head(ref, tag, credentials)))
 
     async def _fetch_head(self, ref: Reference, tag: str, credentials: Credentials | None) -> _Head:
         try:
@@ -226,8 +215,3 @@ def _done(value: T) -> asyncio.Future[T]:
     future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
     future.set_result(value)
     return future
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

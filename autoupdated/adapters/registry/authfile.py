@@ -47,8 +47,8 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from autoupdated import aio
 from autoupdated.adapters.registry.tlsconfig import AUTH_FILES_HELPER, TLSConfig, TLSConfigError
 from autoupdated.errors import RegistryConfigError
 from autoupdated.model import Credentials
@@ -438,22 +438,14 @@ class CredentialsLookup:
     def __init__(self, *, home: Path | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._home = home
         self._timeout = timeout
-        self._helpers: asyncio.Future[CredentialHelpers] | None = None
+        self._helpers: dict[None, asyncio.Future[CredentialHelpers]] = {}  # one entry: read once per run
         self._found: dict[tuple[str, str | None], asyncio.Future[Credentials | None]] = {}
 
     async def __call__(self, ref: Reference, authfile: str | None) -> Credentials | None:
-        key = (ref.name, authfile)
-        future = self._found.get(key)
-        if future is None:
-            future = self._found[key] = asyncio.ensure_future(self._lookup(ref, authfile))
-            future.add_done_callback(_retrieved)
-        return await asyncio.shield(future)
+        return await asyncio.shield(aio.shared(self._found, (ref.name, authfile), lambda: self._lookup(ref, authfile)))
 
     async def _lookup(self, ref: Reference, authfile: str | None) -> Credentials | None:
-        if self._helpers is None:
-            self._helpers = asyncio.ensure_future(self._read_helpers())
-            self._helpers.add_done_callback(_retrieved)
-        helpers = await asyncio.shield(self._helpers)
+        helpers = await asyncio.shield(aio.shared(self._helpers, None, self._read_helpers))
         return await load_credentials(ref, authfile, home=self._home, timeout=self._timeout, helpers=helpers)
 
     async def _read_helpers(self) -> CredentialHelpers:
@@ -465,12 +457,6 @@ class CredentialsLookup:
                 f"reading registries.conf for its credential-helpers: no answer within {self._timeout:g} s "
                 "(a hung network file system?); put it on a local file system"
             ) from None
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    """Mark a shared lookup's error as seen: every caller gets it; none may be left to log it."""
-    if not future.cancelled():
-        future.exception()
 
 
 async def load_credentials(

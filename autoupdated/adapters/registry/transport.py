@@ -25,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from autoupdated import aio
 from autoupdated import manifest as mf
 from autoupdated.adapters.registry import observe
 from autoupdated.adapters.registry.hosts import Host
@@ -117,6 +118,13 @@ class _Unreachable(Exception):
         self.error = error
 
 
+def _both_failed(https_error: RegistryError, http_error: RegistryError) -> RegistryError:
+    """An insecure host that neither scheme reached: the HTTPS error, and the plain HTTP one."""
+    if str(http_error) == str(https_error):  # e.g. connection refused: say it once
+        return type(https_error)(f"{https_error} (over HTTPS and plain HTTP)")
+    return type(https_error)(f"{https_error} (plain HTTP failed too: {http_error})")
+
+
 class Transport:
     """Sends requests for the registry client over each host's own httpx client."""
 
@@ -158,9 +166,7 @@ class Transport:
                     https_error = mapped
                     continue
                 if https_error is not None:
-                    if str(mapped) == str(https_error):  # e.g. connection refused: say it once
-                        raise type(https_error)(f"{https_error} (over HTTPS and plain HTTP)") from None
-                    raise type(https_error)(f"{https_error} (plain HTTP failed too: {mapped})") from None
+                    raise _both_failed(https_error, mapped) from None
                 raise mapped from None
             if state.scheme is None:
                 state.scheme = scheme
@@ -192,18 +198,13 @@ class Transport:
             try:
                 response = await over["http"]
             except _Unreachable as failed:
-                mapped = failed.error
-                if str(mapped) == str(https_error):  # e.g. connection refused: say it once
-                    raise type(https_error)(f"{https_error} (over HTTPS and plain HTTP)") from None
-                raise type(https_error)(f"{https_error} (plain HTTP failed too: {mapped})") from None
+                raise _both_failed(https_error, failed.error) from None
             state.scheme = state.scheme or "http"
             return response
         finally:
             for future in over.values():
-                if not future.done():
-                    future.cancel()
-                elif not future.cancelled():
-                    future.exception()  # an answer not used is not an error to log
+                future.cancel()  # a no-op once done
+                aio.retrieve(future)  # an answer not used is not an error to log
 
     async def _manifest_over(
         self, state: Host, scheme: str, method: str, path: str, headers: dict[str, str], what: str

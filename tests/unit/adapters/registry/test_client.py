@@ -385,6 +385,18 @@ async def test_connection_refused_names_the_host(tmp_path: Path) -> None:
     assert "connection refused" in str(info.value)
 
 
+async def test_an_insecure_registry_neither_scheme_reaches_says_so_once(tmp_path: Path) -> None:
+    """Both schemes asked at once, both refused: one error, the refusal said once."""
+    port = free_port()
+    ref = parse(f"127.0.0.1:{port}/app:1")
+    conf = f'[[registry]]\nlocation = "127.0.0.1:{port}"\ninsecure = true\n'
+    async with RegistryClient(tls=tls_config(tmp_path, conf)) as client:
+        with pytest.raises(RegistryConnectionError) as info:
+            await client.head_manifest(ref, "1", None)
+    text = str(info.value)
+    assert text.endswith("(over HTTPS and plain HTTP)") and text.count("connection refused") == 1, text
+
+
 async def test_insecure_registry_falls_back_to_http_once(fake: FakeRegistry, tmp_path: Path) -> None:
     fake.fail_https = True
     conf = '[[registry]]\nlocation = "registry.test"\ninsecure = true\n'
