@@ -61,6 +61,16 @@ def image_of(m: Machine, container: str) -> str:
     return m.podman("inspect", "--format", "{{.Image}}", container).stdout.strip()
 
 
+def started(env: Env, quadlet: Quadlet, name: str) -> tuple[str, str, str]:
+    """REGISTRY/name:latest pushed and pulled, `name.container` (AutoUpdate=registry) started:
+    (its reference, its unit, the image ID its container runs)."""
+    ref = env.push(name)
+    env.pull(name)
+    unit = quadlet.container(name, ref, AutoUpdate="registry")
+    quadlet.start(unit)
+    return ref, unit, image_of(env.machine, f"systemd-{name}")
+
+
 def wait_running(m: Machine, container: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,11 +114,7 @@ def test_machine_is_debian_13_with_podman_5_and_quadlet(env: Env) -> None:
 
 def test_quadlet_container_dry_run_is_pending_then_the_update_is_true(env: Env, quadlet: Quadlet) -> None:
     m = env.machine
-    ref = env.push("web")
-    env.pull("web")
-    unit = quadlet.container("web", ref, AutoUpdate="registry")
-    quadlet.start(unit)
-    old = image_of(m, "systemd-web")
+    _, _, old = started(env, quadlet, "web")
     env.push("web")
 
     code, rows, err = env.autoupdated("--dry-run")
@@ -126,11 +132,7 @@ def test_quadlet_container_dry_run_is_pending_then_the_update_is_true(env: Env, 
 
 def test_quadlet_container_whose_new_image_cannot_start_is_rolled_back(env: Env, quadlet: Quadlet) -> None:
     m = env.machine
-    ref = env.push("rb")
-    env.pull("rb")
-    unit = quadlet.container("rb", ref, AutoUpdate="registry")
-    quadlet.start(unit)
-    old = image_of(m, "systemd-rb")
+    _, unit, old = started(env, quadlet, "rb")
     env.push("rb", variant="broken")
 
     _, rows, err = env.autoupdated()
@@ -545,11 +547,7 @@ def test_where_autoupdated_deliberately_differs_from_podman_5_a_pinned_digest_an
     m.systemctl("stop", unit, check=False)
 
     # -- a new image that crashes after it started -----------------------------------------
-    ref = env.push("gate")
-    env.pull("gate")
-    unit = quadlet.container("gate", ref, AutoUpdate="registry")
-    quadlet.start(unit)
-    old = image_of(m, "systemd-gate")
+    ref, unit, old = started(env, quadlet, "gate")
     env.push("gate", variant="crash")
 
     p_code, p_rows, p_err = env.podman_auto_update()
