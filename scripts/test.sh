@@ -41,12 +41,13 @@ step "import-linter" "$BIN/lint-imports"
 # platform users have; `--machine-platform` defaults to trixie), in one booted machine that the
 # Quadlet and rootless tests share. pytest's own status: 5 (no tests collected) fails the run
 # too. The bound is a backstop for a hung test, well inside CI's 90 minutes.
-step "pytest" timeout --kill-after=60 2700 "$BIN/python" -m pytest -ra -p no:cacheprovider "$@"
+# `--durations` prints the slowest tests: where the suite's time goes, for keeping it short.
+step "pytest" timeout --kill-after=60 2700 "$BIN/python" -m pytest -ra -p no:cacheprovider --durations=25 "$@"
 # The Debian 12 lane: the subset above again on podman 4.3. Only in a full run (no pytest
 # arguments): a `-k` selection would leave it nothing to collect.
 if (($# == 0)) && [[ "${AUTOUPDATED_SKIP_LANE12:-}" != 1 ]]; then
     step "pytest (Debian 12 lane)" timeout --kill-after=60 1800 "$BIN/python" -m pytest -ra -p no:cacheprovider \
-        --machine-platform=bookworm -k "not test_faults.py or $LANE12_FAULTS" "${LANE12_TESTS[@]}"
+        --machine-platform=bookworm --durations=10 -k "not test_faults.py or $LANE12_FAULTS" "${LANE12_TESTS[@]}"
 fi
 
 if ((${#failed[@]})); then

@@ -169,9 +169,10 @@ class FakePuller:
     pulled: list[str] = field(default_factory=list)
     done_at: dict[str, float] = field(default_factory=dict)
     delay: float = 0.0
+    delays: dict[str, float] = field(default_factory=dict)  # reference -> its own pull time
 
     async def pull(self, reference: str, *, credentials: Credentials | None, tls_verify: bool | None) -> str:
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(self.delays.get(reference, self.delay))
         if reference in self.errors:
             raise self.errors[reference]
         if reference not in self.pulled:

@@ -5,7 +5,9 @@ recovery (engine/recovery.py) and `autoupdated rollback` (engine/rollback.py) al
 
 Canary order: the first unit ready (its pulls done; by name among units ready together) that
 updates an image restarts alone; the other units on that image wait until it has proven the
-image (restarted and passed the health gate), then go in parallel.  A rollback in the canary
+image (restarted and passed the health gate), then go in parallel.  Canaries go ahead of
+followers under the restart bound (engine/bound.py), so every image is proven as early as the
+bound allows and only the last wave's settle time is left at the end of the run.  A rollback in the canary
 keeps them off the bad image (podman would restart them onto it).  Every unit claims its images
 in the same (sorted) order and waits at the first one another unit claimed, so the waits cannot
 form a cycle.  Followers of one image never wait for another image's canary.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 
+from autoupdated.engine.bound import Rank, RestartBound
 from autoupdated.engine.gate import HealthGate
 from autoupdated.engine.ledger import Ledger, Notes, members
 from autoupdated.engine.options import Options
@@ -30,11 +33,16 @@ class Canaries:
         self._first: dict[str, str] = {}
         self._proof: dict[str, asyncio.Event] = {}
 
-    async def wait_turn(self, unit: str, images: list[str]) -> None:
+    async def wait_turn(self, unit: str, images: list[str]) -> bool:
+        """Wait until every image `unit` does not lead is proven; whether it leads any."""
+        leads = False
         for ref in sorted(images):
             canary = self._first.setdefault(ref, unit)
-            if canary != unit:
+            if canary == unit:
+                leads = True
+            else:
                 await self._proven(ref).wait()
+        return leads
 
     def release(self, unit: str) -> None:
         for ref, canary in self._first.items():
@@ -69,7 +77,7 @@ class UnitUpdater:
         )
         self.canaries = Canaries()
         self.rolled_back: dict[str, str] = {}  # raw image -> unit whose restart proved it bad
-        self._bound = asyncio.Semaphore(max(1, options.restart_concurrency))
+        self._bound = RestartBound(options.restart_concurrency)
 
     # -- the run's step ---------------------------------------------------------------------
 
@@ -77,19 +85,19 @@ class UnitUpdater:
         """Restart `unit` onto its prepared images, in canary order; every task gets the outcome."""
         try:
             if any(task.prepared for task in tasks):
-                await self.canaries.wait_turn(unit, [task.raw_image for task in tasks if task.prepared])
+                leads = await self.canaries.wait_turn(unit, [task.raw_image for task in tasks if task.prepared])
                 try:
-                    await self._update(unit, tasks)
+                    await self._update(unit, tasks, canary=leads)
                 finally:
                     self.canaries.release(unit)
         finally:
             self.ledger.finish_untouched(unit, tasks)
 
-    async def _update(self, unit: str, tasks: list[Task]) -> None:
+    async def _update(self, unit: str, tasks: list[Task], *, canary: bool) -> None:
         self._skip_proven_bad(unit, tasks)
         if not any(task.prepared for task in tasks):
             return
-        async with self._bound:
+        async with self._bound.slot(Rank.CANARY if canary else Rank.UPDATE):
             if self.stop.is_set():
                 for task in tasks:
                     self.notes.postpone(task)
@@ -146,8 +154,9 @@ class UnitUpdater:
         return None
 
     async def restart(self, unit: str) -> Exception | None:
-        """One restart under the run's bound; the error, if it did not end in `done`."""
-        async with self._bound:
+        """One restart under the run's bound, ahead of every update (it puts a service back, in
+        a rollback or `autoupdated rollback`); the error, if it did not end in `done`."""
+        async with self._bound.slot(Rank.ROLLBACK):
             return await self._restart(unit)
 
     async def verify(self, unit: str, tasks: list[Task]) -> Exception | None:

@@ -456,6 +456,44 @@ async def test_canary_unit_proves_an_image_before_the_others_restart_in_parallel
     assert restarter.max_in_flight == 3
 
 
+async def test_a_canary_pulled_late_restarts_ahead_of_the_followers_already_queued():
+    # One restart at a time. a's followers queue once c1 has proven a; b is pulled while they
+    # wait. b's canary goes next, not after every follower of a: its own followers and its
+    # settle time then overlap a's restarts instead of trailing the run.
+    a_units = [container(i, IMG_A) for i in range(1, 7)]
+    b_units = [container(i, IMG_B) for i in (7, 8)]
+    podman, comparer, puller, restarter = world(*a_units, *b_units, remote={IMG_A: "sha256:newA", IMG_B: "sha256:newB"})
+    puller.delays = {IMG_B: 0.15}
+    restarter.delay = 0.05
+    opts = engine.Options(restart_concurrency=1, settle_time=0.05, health_timeout=2.0, poll_interval=0.01)
+    result = await engine.run(opts, adapters=adapters(podman, comparer, puller, restarter))
+    assert set(statuses(result).values()) == {"true"}
+    order = [unit.removeprefix("container-").removesuffix(".service") for unit in restarter.restarts]
+    assert order[0] == "c1" and order.index("c7") < order.index("c8")
+    # a's followers restart from 0.10 s, one per 0.05 s; b is ready at 0.15 s: in arrival
+    # order its canary would wait for all five (index 6), canaries first it goes after two
+    assert order.index("c7") <= 3, order
+    assert restarter.max_in_flight == 1
+
+
+async def test_a_rollback_restart_goes_ahead_of_queued_updates():
+    images = [f"quay.io/org/r{i}:1" for i in range(1, 6)]
+    podman, comparer, puller, restarter = world(
+        *(container(i, ref) for i, ref in enumerate(images, 1)),
+        remote={ref: "sha256:new" for ref in images},
+        new_ids={ref: f"new{i}" for i, ref in enumerate(images, 1)},
+    )
+    restarter.fail = {"container-c1.service": 1}  # c1's update fails: roll back
+    puller.delays = {ref: 0.02 for ref in images[1:]}  # c2..c5 queue while c1 restarts
+    restarter.delay = 0.05
+    opts = engine.Options(restart_concurrency=1, **FAST)
+    result = await engine.run(opts, adapters=adapters(podman, comparer, puller, restarter))
+    assert statuses(result) == {"c1": "rolled back", "c2": "true", "c3": "true", "c4": "true", "c5": "true"}
+    # the slot c1's failed restart freed went to c2, queued already; the rollback came next,
+    # ahead of c3..c5 that had queued before it (in arrival order it would be last)
+    assert restarter.restarts.index("container-c1.service", 1) == 2, restarter.restarts
+
+
 async def test_an_index_is_compared_for_the_platform_of_the_local_image_inspected_once():
     podman, comparer, puller, restarter = world(container(1, IMG_A), container(2, IMG_A), container(3, IMG_B))
     armv7 = Platform("linux", "arm", "v7")
