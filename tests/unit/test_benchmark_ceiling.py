@@ -151,6 +151,20 @@ def test_the_verdicts_say_met_or_not_and_which_floor() -> None:
     gate = verdict("the gate adds at most")
     assert not gate.met  # bound 4: +7 s with 2 waves of 3 s
     assert "4: +7.00 s of 6 s" in gate.measured and "1: +3.00 s of 6 s" in gate.measured
+    # the same floors on and off: the whole difference is the gate's
+    assert "beyond each run's own floor: 1: +3.00 s; 4: +7.00 s" in gate.measured
+    assert "serialise beyond one settle per wave" in gate.why
+
+
+def test_a_gate_verdict_missed_because_the_two_runs_floors_differ_says_so() -> None:
+    # gate on took 4 CPU-s more than gate off (CPU floor 12 s against 8 s on 2 CPUs): +7 s in
+    # wall time, but only +3 s beyond each run's own floor
+    points = [_point(4, True, 20.0, 0.9, cpu_floor_s=12.0), _point(4, False, 13.0, 0.9, cpu_floor_s=8.0)]
+    found = issue13_targets({"sweeps": {"c": {"points": points, "settle_s": 3.0, "runs": []}}})
+    [gate] = [v for v in found if "the gate adds at most" in v.target]
+    assert not gate.met, "the verdict itself still compares the two runs' wall times"
+    assert "4: +7.00 s of 6 s" in gate.measured and "beyond each run's own floor: 4: +3.00 s" in gate.measured
+    assert "their floors differ" in gate.why and "serialise" not in gate.why
 
 
 def test_the_wrapper_reports_a_commands_own_cpu_and_wall_time(tmp_path: Path) -> None:
