@@ -480,8 +480,8 @@ class Machine:
     # -- registries -----------------------------------------------------------------------
 
     def trust_registry(self, host_port: str, *, insecure: bool = True, ca_pem: str | None = None) -> None:
-        """Let the machine's podman use a test registry: declare it insecure (plain HTTP) and/or
-        install its CA as /etc/containers/certs.d/HOST:PORT/ca.crt."""
+        """Let the machine's podman, and its API service, use a test registry: declare it insecure
+        (plain HTTP) and/or install its CA as /etc/containers/certs.d/HOST:PORT/ca.crt."""
         if ca_pem is not None:
             self.write(f"/etc/containers/certs.d/{host_port}/ca.crt", ca_pem)
         if insecure:
@@ -489,6 +489,11 @@ class Machine:
                 f"/etc/containers/registries.conf.d/50-test-{_file_part(host_port)}.conf",
                 f'[[registry]]\nlocation = "{host_port}"\ninsecure = true\n',
             )
+        # podman's API service reads registries.conf once: a running one would pull from this
+        # registry over HTTPS ("server gave HTTP response to HTTPS client"; it failed two daemon
+        # tests that ran after another module's service had started).  Its socket starts a fresh
+        # one at the next request; containers are not affected.
+        self.systemctl("stop", "podman.service", check=False)
 
     def untrust_registry(self, host_port: str) -> None:
         self.run(

@@ -191,6 +191,9 @@ def test_approve_restarts_the_waiting_digest_and_refuses_a_stale_one(
     assert isinstance(first, dict) and first["waits_for"] == "approval"
     assert first["approve"] == f"autoupdated approve aud-appr --digest {first['digest']}"
     assert first["approve"] in m.run("autoupdated", "status").stdout
+    # The hold is recorded when the update is decided, before the pull: the run's end says it is pulled.
+    run = daemon.wait_run(lambda r: r["CONTAINERS"] == "1", "the first run")
+    assert run["PENDING"] == "1" and run["FAILED"] == "0", run["MESSAGE"]
     assert image_of(m, "aud-appr") == old and tag_target(m, ref) != old, "pulled, not restarted"
 
     images("aud-appr")  # the image moves on before the admin approves

@@ -57,11 +57,6 @@ class Env:
         return proc.returncode, proc.stdout.splitlines(), proc.stderr
 
 
-def fresh_podman_service(machine: Machine) -> None:
-    """podman's API service reads registries.conf once: stop it so socket activation starts it anew."""
-    machine.systemctl("stop", "podman.service", check=False)
-
-
 def wait_for_container(machine: Machine, name: str, timeout: float = 30) -> None:
     """A restarted unit re-creates its container: wait until the new one runs."""
     deadline = time.monotonic() + timeout
@@ -76,7 +71,6 @@ def wait_for_container(machine: Machine, name: str, timeout: float = 30) -> None
 def _trusted_env(machine: Machine, builder: ImageBuilder, registry: Registry) -> Iterator[Env]:
     """A started registry the machine's podman trusts (insecure), stopped by PID afterwards."""
     machine.trust_registry(registry.host_port, insecure=True)
-    fresh_podman_service(machine)
     try:
         yield Env(machine, registry, builder)
     finally:
@@ -396,7 +390,6 @@ def test_tls_registry_verified_with_certs_d_and_x509_error_without(
         ref = f"{registry.host_port}/tlsimg:latest"
         builder.push(builder.build("good", "tls-1"), ref, cert_dir=certs)
         m.trust_registry(registry.host_port, insecure=False, ca_pem=registry.ca_pem)
-        fresh_podman_service(m)
         m.podman("pull", "-q", ref)
         unit = m.create_service("tls", ref, policy="registry")
         proc = m.autoupdated("check", "--format", FMT)
