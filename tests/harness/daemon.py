@@ -98,7 +98,10 @@ class Daemon:
 
     def __init__(self, m: Machine) -> None:
         self.m = m
-        self.since = int(time.time()) - 1
+        # The previous test's daemon (stopped before this one is made) may have written its last
+        # run record in this same second: entries are kept from this microsecond on.
+        self.since_us = time.time_ns() // 1000
+        self.since = self.since_us // 1_000_000
 
     def configure(self, text: str) -> None:
         self.m.write(CONFIG, BASE_CONFIG + text)
@@ -115,7 +118,8 @@ class Daemon:
         return self.m.unit_property(UNIT, name)
 
     def entries(self, *match: str) -> list[dict[str, str]]:
-        return self.m.journal(*match, unit=UNIT, since=f"@{self.since}")
+        found = self.m.journal(*match, unit=UNIT, since=f"@{self.since}")
+        return [e for e in found if int(e.get("__REALTIME_TIMESTAMP", "0")) >= self.since_us]
 
     def runs(self) -> list[dict[str, str]]:
         return self.entries(f"MESSAGE_ID={journal.MESSAGE_ID_RUN}")
