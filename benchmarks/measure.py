@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import statistics
 import subprocess
@@ -59,8 +60,28 @@ print(json.dumps(out))
 """
 
 
+UNIT_FILE = Path(__file__).resolve().parents[1] / "systemd" / "autoupdated.service"
+
+
+def unit_environment(unit_file: Path = UNIT_FILE) -> dict[str, str]:
+    """The variables the shipped unit's `Environment=` lines set (the allocator among them), so
+    the daemon measured here runs as the installed one does."""
+    env: dict[str, str] = {}
+    for line in unit_file.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "Environment":
+            env.update(item.split("=", 1) for item in shlex.split(value) if "=" in item)  # type: ignore[misc]
+    return env
+
+
 def _au_env() -> dict[str, str]:
     return {"PYTHONPATH": "/src", "PYTHONUNBUFFERED": "1", **AUTOUPDATED_ENV}
+
+
+def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The daemon's environment: the unit's, then the benchmark's (its code and bytecode cache),
+    then `extra` (`--daemon-env`, for an A/B of one variable)."""
+    return {**unit_environment(), **_au_env(), **(extra or {})}
 
 
 def parse_importtime(stderr: str) -> dict[str, Any]:
@@ -239,10 +260,10 @@ class DaemonSession:
     phases, measured by the daemon from the run's start to its end, no process start-up in it),
     then watch it idle."""
 
-    def __init__(self, machine: Machine, workdir: Path) -> None:
+    def __init__(self, machine: Machine, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.machine = machine
         self.workdir = workdir
-        self.env = _au_env()
+        self.env = daemon_env(env)
         self.au = [VENV_PYTHON, "-m", "autoupdated"]
 
     def start(self) -> dict[str, Any]:
@@ -315,12 +336,13 @@ def daemon(
     window: float = 30.0,
     runs: int = 3,
     before_last: Callable[[], object] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start the daemon, let it do `runs` runs, then measure it idle; stop it.
 
     `before_last` (e.g. publishing a new image for every repo) runs before the last run, so the
     peak (VmHWM, the fd table) covers pulls, restarts and the health gate too."""
-    session = DaemonSession(machine, workdir)
+    session = DaemonSession(machine, workdir, env)
     session.start()
     try:
         durations: list[float] = []

@@ -359,7 +359,7 @@ class Bench:
                 sizes.append(size)
                 if args.scale_daemon:
                     if session is None:
-                        session = measure.DaemonSession(fleet.machine, self.env.workdir)
+                        session = measure.DaemonSession(fleet.machine, self.env.workdir, args.daemon_env)
                         self.log("scale: starting the daemon")
                         session.start()
                     for _ in range(args.daemon_runs):
@@ -410,6 +410,8 @@ class Bench:
                 "sweep_fleets": args.sweep_fleets,
                 "scale": args.scale,
                 "settle_time": args.settle_time,
+                # what the daemon ran with beyond the benchmark's own PYTHONPATH and bytecode cache
+                "daemon_env": {**measure.unit_environment(), **args.daemon_env},
             },
             "scenarios": {},
         }
@@ -437,7 +439,9 @@ class Bench:
                 window = 10.0 if args.quick else args.idle_window
                 self.log(f"daemon: 3 runs over the fleet, then idle {window:g} s (+{window:g} s under strace)")
                 publish = fleet.publish if args.daemon_updates else None
-                results["daemon"] = measure.daemon(fleet.machine, self.env.workdir, window=window, before_last=publish)
+                results["daemon"] = measure.daemon(
+                    fleet.machine, self.env.workdir, window=window, before_last=publish, env=args.daemon_env
+                )
             if "c" in wanted:
                 big, setup = self.fleet(args.images_c, args.per_image_c, "c")
                 results.setdefault("versions", versions(big))
@@ -1181,6 +1185,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no-scale-daemon", dest="scale_daemon", action="store_false", help="scale: leave the daemon out"
     )
     parser.add_argument("--autoupdated-args", default="", help="extra arguments for `autoupdated check`")
+    parser.add_argument(
+        "--daemon-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="daemon and scale: a variable for the daemon beyond the unit's Environment= (e.g. "
+        "PYTHONMALLOC=pymalloc to measure the allocator the unit does not choose); repeatable",
+    )
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/<time>.json)")
     parser.add_argument(
         "--platform",
@@ -1189,6 +1201,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "trixie (Debian 13, podman 5.4); default both",
     )
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.daemon_env):
+        parser.error("--daemon-env takes KEY=VALUE")
+    args.daemon_env = dict(item.split("=", 1) for item in args.daemon_env)
     args.platforms = [p.strip() for p in args.platform.split(",") if p.strip()]
     if not args.platforms or set(args.platforms) - set(PLATFORMS):
         parser.error(f"--platform takes a comma-separated list from {', '.join(PLATFORMS)}")
