@@ -70,7 +70,10 @@ def unit_environment(unit_file: Path = UNIT_FILE) -> dict[str, str]:
     for line in unit_file.read_text().splitlines():
         key, _, value = line.partition("=")
         if key.strip() == "Environment":
-            env.update(item.split("=", 1) for item in shlex.split(value) if "=" in item)  # type: ignore[misc]
+            for item in shlex.split(value):
+                name, sep, setting = item.partition("=")
+                if sep:
+                    env[name] = setting
     return env
 
 

@@ -410,8 +410,8 @@ class Bench:
                 "sweep_fleets": args.sweep_fleets,
                 "scale": args.scale,
                 "settle_time": args.settle_time,
-                # what the daemon ran with beyond the benchmark's own PYTHONPATH and bytecode cache
-                "daemon_env": {**measure.unit_environment(), **args.daemon_env},
+                # what the daemon ran with: the unit's variables, the benchmark's, --daemon-env
+                "daemon_env": measure.daemon_env(args.daemon_env),
             },
             "scenarios": {},
         }
