@@ -17,7 +17,7 @@ failed=()
 # faults are the same HTTP on either platform). The SIGKILL-mid-restart group is left out: it
 # costs about two minutes, and the whole of .ci/run must stay under 30 minutes.
 LANE12_TESTS=(tests/machine/test_engine.py tests/machine/test_daemon.py tests/machine/test_restarter.py
-    tests/machine/test_faults.py)
+    tests/machine/test_faults.py tests/machine/test_podman_service.py)
 LANE12_FAULTS="podman_dbus_and_config"
 
 step() {

@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -36,6 +37,8 @@ from autoupdated.model import (
 from autoupdated.secrets import Secrets
 
 ROOT_SOCKET = "unix:///run/podman/podman.sock"
+# Seconds to wait before each new try of a repeatable call whose connection was lost.
+RETRY_DELAYS = (0.25, 1.0)
 
 
 def default_url() -> str:
@@ -80,7 +83,28 @@ class Podman:
             api = self._local.api = client.api
         return api
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, again: bool | None = None, **kwargs: Any) -> Any:
+        """One API call; a call that can be repeated (`again`, by default a GET) is tried again
+        after RETRY_DELAYS when the connection is lost.
+
+        The service can go away under a run: a socket-activated one exits when idle, an upgrade
+        restarts it, a crash kills it.  The request in flight then fails with "connection reset",
+        and the socket starts a fresh service for the next one (measured on podman 4.3: one
+        failed request per kill).  Without a second try, one health poll that met the restart
+        rolled back an update that had started fine.  A pull is not repeated: it is long, and
+        the next run pulls again.
+        """
+        delays = iter(RETRY_DELAYS if (method == "get" if again is None else again) else ())
+        while True:
+            try:
+                return self._call_once(method, path, **kwargs)
+            except PodmanUnavailable:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+    def _call_once(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = getattr(self._api(), method)(path, **kwargs)
         except APIError as err:
@@ -154,7 +178,7 @@ class Podman:
     async def tag(self, image_id: str, name: str) -> None:
         """Point `name` (repo:tag) at `image_id` again."""
         repo, tag = _split_tag(name)
-        await self._run("post", f"/images/{image_id}/tag", params={"repo": repo, "tag": tag})
+        await self._run("post", f"/images/{image_id}/tag", params={"repo": repo, "tag": tag}, again=True)
 
     async def pull(self, reference: str, *, credentials: Credentials | None, tls_verify: bool | None) -> str:
         """Pull `reference` (always), returning the pulled image's ID."""
@@ -214,7 +238,7 @@ class Podman:
 
     async def prune_images(self) -> PruneReport:
         """Remove dangling images (what podman-auto-update.service does after a run)."""
-        response = await self._run("post", "/images/prune")
+        response = await self._run("post", "/images/prune", again=True)
         items = [item for item in (response.json() or []) if isinstance(item, dict) and not item.get("Err")]
         return PruneReport(
             deleted=tuple(str(item.get("Id", "")) for item in items),
@@ -230,8 +254,10 @@ def _root_cause(err: BaseException) -> str:
         if isinstance(seen, OSError) and seen.strerror:
             best = seen.strerror
         seen = seen.__cause__ or seen.__context__
-    if "Unable to make connection to UDS" in best or "Connection aborted" in best:
+    if "Unable to make connection to UDS" in best:
         return "no service is listening on that socket"
+    if "Connection aborted" in best or "Remote end closed connection" in best:
+        return "the service closed the connection (was it restarted or killed?)"
     return best
 
 
