@@ -467,15 +467,27 @@ class Machine:
         log = self.run("journalctl", "--no-pager", "-q", "-n", "40", "-u", unit, check=False).stdout
         return f"{status}\n--- journal of {unit} ---\n{log}"
 
-    def journal(self, *match: str, unit: str | None = None, since: str | None = None) -> list[dict[str, str]]:
-        """Journal entries as dicts (`journalctl -o json`); `match` items are FIELD=VALUE."""
+    def journal(self, *match: str, unit: str | None = None, since: float | str | None = None) -> list[dict[str, str]]:
+        """Journal entries as dicts (`journalctl -o json`); `match` items are FIELD=VALUE.
+
+        `since` as an epoch float keeps entries from that microsecond on: `journalctl --since`
+        takes whole seconds, and a previous test's last entry in the same second is not this
+        test's (it made a window test's last run record pass for the next test's first).  The
+        machine shares the host's clock.
+        """
         args = ["journalctl", "--no-pager", "-q", "-o", "json"]
         if unit:
             args += ["-u", unit]
-        if since:
+        if isinstance(since, float):
+            args += ["--since", f"@{int(since)}"]
+        elif since:
             args += ["--since", since]
         r = self.run(*args, *match, check=False)
-        return [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+        found = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+        if isinstance(since, float):
+            since_us = int(since * 1_000_000)
+            found = [e for e in found if int(e.get("__REALTIME_TIMESTAMP", "0")) >= since_us]
+        return found
 
     # -- registries -----------------------------------------------------------------------
 
